@@ -1,0 +1,20 @@
+// kitnn/kitnn.hpp — the umbrella header: include this and you have the library.
+#pragma once
+
+#include "kitnn/core/init.hpp"
+#include "kitnn/core/parallel.hpp"
+#include "kitnn/core/rng.hpp"
+#include "kitnn/core/tensor.hpp"
+#include "kitnn/layers/conv2d.hpp"
+#include "kitnn/layers/dense.hpp"
+#include "kitnn/layers/dropout.hpp"
+#include "kitnn/layers/flatten.hpp"
+#include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/max_pool2d.hpp"
+#include "kitnn/layers/relu.hpp"
+#include "kitnn/layers/softmax.hpp"
+#include "kitnn/loss/softmax_cross_entropy.hpp"
+#include "kitnn/model/sequential.hpp"
+#include "kitnn/optim/adam.hpp"
+#include "kitnn/optim/optimizer.hpp"
+#include "kitnn/optim/sgd.hpp"

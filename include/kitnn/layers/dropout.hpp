@@ -1,0 +1,67 @@
+// kitnn/layers/dropout.hpp — inverted dropout, active only in training mode.
+//
+// Training: each unit is kept with probability 1 - rate and scaled by 1/(1 - rate),
+// so inference needs no rescaling (y = x). mask_ (N, ...) holds 0 or 1/(1-rate)
+// and is reused by backward: dx = dy * mask. Draws come from the layer's own
+// seeded generator (split off the model's), so a seed fixes every mask.
+#pragma once
+
+#include "kitnn/layers/layer.hpp"
+
+namespace kitnn {
+
+template <class T>
+class Dropout : public Layer<T> {
+public:
+    explicit Dropout(double rate) : rate_(rate) {
+        if (!(rate >= 0.0 && rate < 1.0))
+            throw std::invalid_argument("Dropout: rate must be in [0, 1)");
+    }
+
+    std::string type() const override { return "Dropout"; }
+    Config config() const override {
+        Config c;
+        c.set("rate", rate_);
+        return c;
+    }
+    double rate() const { return rate_; }
+    Rng& rng() { return rng_; }
+
+    void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
+        this->check_input(x);
+        ensure(y, x.dimension(0), this->out_);
+        was_training_ = training && rate_ > 0;
+        if (!was_training_) {
+            as_vector(y) = as_vector(x);
+            return;
+        }
+        const Eigen::Index n = x.size();
+        mask_.resize(n);
+        const T scale = T(1.0 / (1.0 - rate_));
+        // Compare 53-bit uniforms with the keep probability; one draw per unit.
+        const double keep = 1.0 - rate_;
+        for (Eigen::Index i = 0; i < n; ++i) mask_[i] = rng_.uniform() < keep ? scale : T(0);
+        as_vector(y) = as_vector(x).cwiseProduct(mask_);
+    }
+    void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>& dy,
+                  Tensor<T>* dx) override {
+        if (!dx) return;
+        ensure(*dx, dy.dimension(0), this->in_);
+        if (was_training_) as_vector(*dx) = as_vector(dy).cwiseProduct(mask_);
+        else as_vector(*dx) = as_vector(dy);
+    }
+
+protected:
+    Shape do_build(const Shape& in, Rng& rng) override {
+        rng_ = rng.split();
+        return in;
+    }
+
+private:
+    double rate_;
+    bool was_training_ = false;
+    Rng rng_;
+    Eigen::Matrix<T, Eigen::Dynamic, 1> mask_;  // (N * features)
+};
+
+}  // namespace kitnn

@@ -1,0 +1,96 @@
+// kitnn/layers/max_pool2d.hpp — max pooling, "valid" (floor) like Keras.
+//
+//   x      : (N, C, H, W)
+//   y      : (N, C, OH, OW), OH = (H - PH) / SH + 1 (floor), likewise OW
+//   argmax_: (N, C, OH, OW) index h*W + w of the winner inside its input plane,
+//            remembered so backward routes dy to exactly that pixel.
+// Ties go to the first maximum in row-major order.
+#pragma once
+
+#include "kitnn/core/parallel.hpp"
+#include "kitnn/layers/layer.hpp"
+
+#include <array>
+#include <vector>
+
+namespace kitnn {
+
+template <class T>
+class MaxPool2D : public Layer<T> {
+public:
+    explicit MaxPool2D(std::array<int, 2> pool = {2, 2}, std::array<int, 2> stride = {0, 0})
+        : ph_(pool[0]), pw_(pool[1]), sh_(stride[0] ? stride[0] : pool[0]),
+          sw_(stride[1] ? stride[1] : pool[1]) {
+        if (ph_ < 1 || pw_ < 1 || sh_ < 1 || sw_ < 1)
+            throw std::invalid_argument("MaxPool2D: pool size and stride must be >= 1");
+    }
+
+    std::string type() const override { return "MaxPool2D"; }
+    Config config() const override {
+        Config c;
+        c.set("pool_h", ph_).set("pool_w", pw_).set("stride_h", sh_).set("stride_w", sw_);
+        return c;
+    }
+    std::int64_t macs() const override { return 0; }
+
+    void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
+        this->check_input(x);
+        const Eigen::Index N = x.dimension(0), C = this->in_.c(), H = this->in_.h(),
+                           W = this->in_.w();
+        ensure(y, N, this->out_);
+        argmax_.resize(size_t(N * C * oh_ * ow_));
+        parallel_for(N * C, N * C * H * W, [&](std::int64_t nc) {
+            const T* plane = x.data() + nc * H * W;
+            T* out = y.data() + nc * oh_ * ow_;
+            std::int32_t* am = argmax_.data() + nc * oh_ * ow_;
+            for (Eigen::Index oh = 0; oh < oh_; ++oh)
+                for (Eigen::Index ow = 0; ow < ow_; ++ow) {
+                    Eigen::Index best = (oh * sh_) * W + ow * sw_;
+                    T m = plane[best];
+                    for (int i = 0; i < ph_; ++i)
+                        for (int j = 0; j < pw_; ++j) {
+                            const Eigen::Index k = (oh * sh_ + i) * W + ow * sw_ + j;
+                            if (plane[k] > m) {
+                                m = plane[k];
+                                best = k;
+                            }
+                        }
+                    out[oh * ow_ + ow] = m;
+                    am[oh * ow_ + ow] = std::int32_t(best);
+                }
+        });
+    }
+
+    void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
+        if (!dx) return;
+        const Eigen::Index N = dy.dimension(0), C = this->in_.c(),
+                           HW = this->in_.h() * this->in_.w(), P = oh_ * ow_;
+        ensure(*dx, N, this->in_);
+        parallel_for(N * C, N * C * HW, [&](std::int64_t nc) {
+            T* plane = dx->data() + nc * HW;
+            std::fill(plane, plane + HW, T(0));
+            const T* g = dy.data() + nc * P;
+            const std::int32_t* am = argmax_.data() + nc * P;
+            // += because overlapping windows (stride < pool) may pick the same pixel.
+            for (Eigen::Index p = 0; p < P; ++p) plane[am[p]] += g[p];
+        });
+    }
+
+protected:
+    Shape do_build(const Shape& in, Rng&) override {
+        if (!in.is_image()) this->shape_error("needs an image input (C,H,W), got " + in.str());
+        if (in.h() < ph_ || in.w() < pw_)
+            this->shape_error("pool " + std::to_string(ph_) + "x" + std::to_string(pw_) +
+                              " is larger than the input " + in.str());
+        oh_ = (in.h() - ph_) / sh_ + 1;
+        ow_ = (in.w() - pw_) / sw_ + 1;
+        return Shape::image(in.c(), oh_, ow_);
+    }
+
+private:
+    int ph_, pw_, sh_, sw_;
+    Eigen::Index oh_ = 0, ow_ = 0;
+    std::vector<std::int32_t> argmax_;  // (N, C, OH, OW)
+};
+
+}  // namespace kitnn

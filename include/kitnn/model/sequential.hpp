@@ -1,0 +1,213 @@
+// kitnn/model/sequential.hpp — a stack of layers with inferred shapes.
+//
+//   Sequential<float> model(Shape::image(1, 28, 28), /*seed=*/1);
+//   model.add<Conv2D>(4, std::array<int, 2>{2, 2}, Activation::relu);
+//   model.add<MaxPool2D>();
+//   model.add<Flatten>();
+//   model.add<Dense>(16, Activation::relu);
+//   model.add<Dropout>(0.5);
+//   model.add<Dense>(10);           // logits; SoftmaxCrossEntropy is the loss
+//
+// Every add() builds the layer right away from the previous output shape, so an
+// incompatible layer fails at once, naming its index, type and both shapes.
+// Buffers: acts_[i] is layer i's output (N, ...), grads_[i] its gradient; both are
+// sized on the first batch and reused, so a training step allocates nothing.
+#pragma once
+
+#include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/softmax.hpp"
+
+#include <cstdio>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <sstream>
+
+namespace kitnn {
+
+template <class T>
+class Sequential {
+public:
+    explicit Sequential(Shape input, std::uint64_t seed = 1) : input_(std::move(input)), rng_(seed) {
+        if (input_.dims.empty() || input_.size() <= 0)
+            throw ShapeError("Sequential: the input shape must be non-empty");
+    }
+    Sequential(Sequential&&) = default;
+    Sequential& operator=(Sequential&&) = default;
+
+    // add<Conv2D>(args...) constructs Conv2D<T>(args...), builds it and appends it.
+    template <template <class> class L, class... A>
+    L<T>& add(A&&... args) {
+        auto layer = std::make_unique<L<T>>(std::forward<A>(args)...);
+        L<T>& ref = *layer;
+        add(std::move(layer));
+        return ref;
+    }
+    Layer<T>& add(std::unique_ptr<Layer<T>> layer) {
+        const Shape in = output_shape();
+        try {
+            layer->build(in, rng_);
+        } catch (const ShapeError& e) {
+            throw ShapeError(where(layers_.size(), *layer) + strip_type(e.what(), *layer) +
+                             " (input shape " + in.str() + " from " +
+                             (layers_.empty() ? std::string("the model input")
+                                              : "layer " + std::to_string(layers_.size() - 1)) +
+                             ")");
+        }
+        layers_.push_back(std::move(layer));
+        acts_.emplace_back();
+        grads_.emplace_back();
+        return *layers_.back();
+    }
+
+    // x: (N, input shape) -> logits (N, output shape). Keeps a pointer to x for
+    // backward: x must stay alive and unchanged until backward() returns.
+    const Tensor<T>& forward(const Tensor<T>& x, bool training) {
+        if (layers_.empty()) throw std::logic_error("Sequential: forward on a model with no layers");
+        if (!matches(x, input_))
+            throw ShapeError("model input: expected " + input_.str() + ", got " + batch_str(x) +
+                             " (layer 0, " + layers_[0]->type() + ")");
+        input_ptr_ = &x;
+        for (size_t i = 0; i < layers_.size(); ++i) {
+            const Tensor<T>& in = i ? acts_[i - 1] : x;
+            try {
+                layers_[i]->forward(in, acts_[i], training);
+            } catch (const ShapeError& e) {
+                throw ShapeError(where(i, *layers_[i]) + strip_type(e.what(), *layers_[i]));
+            }
+        }
+        return acts_.back();
+    }
+
+    // dout: dL/d(logits) (N, output shape). Parameter gradients are accumulated;
+    // call zero_grad() before each step. No gradient is computed for the input.
+    void backward(const Tensor<T>& dout) {
+        if (!input_ptr_) throw std::logic_error("Sequential: backward before forward");
+        if (dout.dimensions() != acts_.back().dimensions())
+            throw ShapeError("Sequential::backward: gradient " + batch_str(dout) +
+                             " does not match the output " + batch_str(acts_.back()));
+        for (size_t i = layers_.size(); i-- > 0;) {
+            const Tensor<T>& x = i ? acts_[i - 1] : *input_ptr_;
+            const Tensor<T>& dy = (i + 1 == layers_.size()) ? dout : grads_[i];
+            layers_[i]->backward(x, acts_[i], dy, i ? &grads_[i - 1] : nullptr);
+        }
+    }
+
+    void zero_grad() {
+        for (auto* p : params()) p->grad.setZero();
+    }
+
+    // Class probabilities (N, K) in eval mode (no dropout), in batches of `batch`.
+    Tensor<T> predict(const Tensor<T>& x, Eigen::Index batch = 256) {
+        const Eigen::Index N = x.dimension(0);
+        const Shape out = output_shape();
+        Tensor<T> probs(N, out.chw()[0], out.chw()[1], out.chw()[2]);
+        const Eigen::Index per_in = input_.size(), per_out = out.size();
+        Tensor<T> chunk;
+        for (Eigen::Index s = 0; s < N; s += batch) {
+            const Eigen::Index b = std::min(batch, N - s);
+            ensure(chunk, b, input_);
+            std::copy(x.data() + s * per_in, x.data() + (s + b) * per_in, chunk.data());
+            const Tensor<T>& z = forward(chunk, false);
+            MatMap<T> P(probs.data() + s * per_out, b, per_out);
+            softmax_rows<T>(as_matrix(z), P);
+        }
+        input_ptr_ = nullptr;  // chunk dies here
+        return probs;
+    }
+
+    std::vector<Param<T>*> params() {
+        std::vector<Param<T>*> all;
+        for (auto& l : layers_)
+            for (auto* p : l->params()) all.push_back(p);
+        return all;
+    }
+    std::int64_t param_count() {
+        std::int64_t n = 0;
+        for (auto& l : layers_) n += l->param_count();
+        return n;
+    }
+    std::int64_t macs() const {
+        std::int64_t n = 0;
+        for (auto& l : layers_) n += l->macs();
+        return n;
+    }
+
+    size_t size() const { return layers_.size(); }
+    Layer<T>& layer(size_t i) { return *layers_.at(i); }
+    const Layer<T>& layer(size_t i) const { return *layers_.at(i); }
+    const Shape& input_shape() const { return input_; }
+    Shape output_shape() const { return layers_.empty() ? input_ : layers_.back()->output_shape(); }
+    Rng& rng() { return rng_; }
+
+    // A Keras-style table: layer (name and type), output shape, parameters, totals.
+    std::string summary(const std::string& name = "sequential") const {
+        std::ostringstream s;
+        const std::string rule(65, '_'), dbl(65, '=');
+        s << "Model: \"" << name << "\"\n" << rule << "\n";
+        s << std::left << std::setw(29) << "Layer (type)" << std::setw(26) << "Output Shape"
+          << "Param #\n" << dbl << "\n";
+        std::map<std::string, int> seen;
+        std::int64_t total = 0;
+        for (size_t i = 0; i < layers_.size(); ++i) {
+            auto& l = *layers_[i];
+            std::string base = snake(l.type());
+            int k = seen[base]++;
+            std::string label = (k ? base + "_" + std::to_string(k) : base) + " (" + l.type() + ")";
+            std::int64_t n = 0;
+            for (auto* p : const_cast<Layer<T>&>(l).params()) n += p->value.size();
+            total += n;
+            s << std::setw(29) << label << std::setw(26) << l.output_shape().keras()
+              << group(n) << "\n";
+            s << (i + 1 == layers_.size() ? dbl : rule) << "\n";
+        }
+        s << "Total params: " << group(total) << "\n";
+        s << "Trainable params: " << group(total) << "\n";
+        s << "Non-trainable params: 0\n" << rule << "\n";
+        return s.str();
+    }
+
+    // 11022 -> "11,022"
+    static std::string group(std::int64_t n) {
+        std::string d = std::to_string(n), r;
+        for (size_t i = 0; i < d.size(); ++i) {
+            if (i && (d.size() - i) % 3 == 0) r += ',';
+            r += d[i];
+        }
+        return r;
+    }
+
+private:
+    static std::string where(size_t i, const Layer<T>& l) {
+        return "layer " + std::to_string(i) + " (" + l.type() + "): ";
+    }
+    // Layers prefix their messages with "Type: "; the model says it with the index.
+    static std::string strip_type(const std::string& msg, const Layer<T>& l) {
+        const std::string p = l.type() + ": ";
+        return msg.compare(0, p.size(), p) == 0 ? msg.substr(p.size()) : msg;
+    }
+    // "MaxPool2D" -> "max_pool2d", "Conv2D" -> "conv2d" (Keras's default names)
+    static std::string snake(const std::string& t) {
+        std::string r;
+        for (size_t i = 0; i < t.size(); ++i) {
+            const char c = t[i];
+            if (std::isupper(static_cast<unsigned char>(c))) {
+                const bool prev_lower = i && std::islower(static_cast<unsigned char>(t[i - 1]));
+                if (prev_lower) r += '_';
+                r += char(std::tolower(static_cast<unsigned char>(c)));
+            } else {
+                r += c;
+            }
+        }
+        return r;
+    }
+
+    Shape input_;
+    Rng rng_;
+    std::vector<std::unique_ptr<Layer<T>>> layers_;
+    std::vector<Tensor<T>> acts_;   // acts_[i]: output of layer i, (N, ...)
+    std::vector<Tensor<T>> grads_;  // grads_[i]: dL/d acts_[i], (N, ...)
+    const Tensor<T>* input_ptr_ = nullptr;
+};
+
+}  // namespace kitnn

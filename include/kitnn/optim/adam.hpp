@@ -1,0 +1,66 @@
+// kitnn/optim/adam.hpp — Adam (Kingma & Ba 2015) in Keras's formulation.
+//
+//   g  = grad + weight_decay * w          (L2 penalty, when weight_decay > 0)
+//   m  = b1 m + (1 - b1) g
+//   v  = b2 v + (1 - b2) g^2
+//   lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)       (bias correction)
+//   w -= lr_t * m / (sqrt(v) + eps)
+// Defaults are Keras's: lr 1e-3, b1 0.9, b2 0.999, eps 1e-7.
+#pragma once
+
+#include "kitnn/optim/optimizer.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace kitnn {
+
+struct AdamOptions {
+    double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7, weight_decay = 0.0;
+};
+
+template <class T>
+class Adam : public Optimizer<T> {
+public:
+    explicit Adam(AdamOptions o = {}) : o_(o) {
+        if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
+            !(o.epsilon > 0) || !(o.weight_decay >= 0))
+            throw std::invalid_argument("Adam: need lr > 0, 0 <= beta < 1, eps > 0, decay >= 0");
+    }
+
+    void step(const std::vector<Param<T>*>& params) override {
+        if (m_.empty())
+            for (auto* p : params) {
+                m_.emplace_back(Eigen::Matrix<T, Eigen::Dynamic, 1>::Zero(p->value.size()));
+                v_.emplace_back(Eigen::Matrix<T, Eigen::Dynamic, 1>::Zero(p->value.size()));
+            }
+        if (m_.size() != params.size())
+            throw std::logic_error("Adam: the parameter list changed between steps");
+        ++this->t_;
+        const double t = double(this->t_);
+        const T lr_t = T(o_.lr * std::sqrt(1 - std::pow(o_.beta2, t)) / (1 - std::pow(o_.beta1, t)));
+        const T b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.epsilon), wd = T(o_.weight_decay);
+        for (size_t i = 0; i < params.size(); ++i) {
+            auto w = as_vector(params[i]->value);
+            auto g = as_vector(params[i]->grad);
+            auto& m = m_[i];
+            auto& v = v_[i];
+            const Eigen::Index n = w.size();
+            for (Eigen::Index k = 0; k < n; ++k) {
+                const T gk = g[k] + wd * w[k];
+                m[k] = b1 * m[k] + (1 - b1) * gk;
+                v[k] = b2 * v[k] + (1 - b2) * gk * gk;
+                w[k] -= lr_t * m[k] / (std::sqrt(v[k]) + eps);
+            }
+        }
+    }
+    double learning_rate() const override { return o_.lr; }
+    void set_learning_rate(double lr) override { o_.lr = lr; }
+    const AdamOptions& options() const { return o_; }
+
+private:
+    AdamOptions o_;
+    std::vector<Eigen::Matrix<T, Eigen::Dynamic, 1>> m_, v_;  // first and second moments
+};
+
+}  // namespace kitnn

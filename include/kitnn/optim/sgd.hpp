@@ -1,0 +1,56 @@
+// kitnn/optim/sgd.hpp — stochastic gradient descent with momentum (Keras's form).
+//
+//   g = grad + weight_decay * w
+//   v = momentum * v - lr * g
+//   w += v                              (classical momentum)
+//   w += momentum * v - lr * g          (Nesterov)
+// With momentum 0 this is plain w -= lr * g.
+#pragma once
+
+#include "kitnn/optim/optimizer.hpp"
+
+#include <stdexcept>
+
+namespace kitnn {
+
+struct SGDOptions {
+    double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+    bool nesterov = false;
+};
+
+template <class T>
+class SGD : public Optimizer<T> {
+public:
+    explicit SGD(SGDOptions o = {}) : o_(o) {
+        if (!(o.lr > 0) || !(o.momentum >= 0 && o.momentum < 1) || !(o.weight_decay >= 0))
+            throw std::invalid_argument("SGD: need lr > 0, 0 <= momentum < 1, decay >= 0");
+    }
+
+    void step(const std::vector<Param<T>*>& params) override {
+        if (vel_.empty())
+            for (auto* p : params)
+                vel_.emplace_back(Eigen::Matrix<T, Eigen::Dynamic, 1>::Zero(p->value.size()));
+        if (vel_.size() != params.size())
+            throw std::logic_error("SGD: the parameter list changed between steps");
+        ++this->t_;
+        const T lr = T(o_.lr), mu = T(o_.momentum), wd = T(o_.weight_decay);
+        for (size_t i = 0; i < params.size(); ++i) {
+            auto w = as_vector(params[i]->value);
+            auto g = as_vector(params[i]->grad);
+            auto& v = vel_[i];
+            for (Eigen::Index k = 0; k < w.size(); ++k) {
+                const T gk = g[k] + wd * w[k];
+                v[k] = mu * v[k] - lr * gk;
+                w[k] += o_.nesterov ? mu * v[k] - lr * gk : v[k];
+            }
+        }
+    }
+    double learning_rate() const override { return o_.lr; }
+    void set_learning_rate(double lr) override { o_.lr = lr; }
+
+private:
+    SGDOptions o_;
+    std::vector<Eigen::Matrix<T, Eigen::Dynamic, 1>> vel_;
+};
+
+}  // namespace kitnn
