@@ -18,3 +18,7 @@
 #include "kitnn/optim/adam.hpp"
 #include "kitnn/optim/optimizer.hpp"
 #include "kitnn/optim/sgd.hpp"
+#include "kitnn/io/layer_factory.hpp"
+#include "kitnn/io/model_file.hpp"
+#include "kitnn/train/fit.hpp"
+#include "kitnn/zoo.hpp"

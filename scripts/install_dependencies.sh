@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kitnn needs to build, test and benchmark.
+# Idempotent: installs only what is missing. As root it runs apt-get; otherwise
+# it prints the exact command to run with sudo and exits 1.
+#   scripts/install_dependencies.sh [--with-peer]   (--with-peer: also PyTorch for the comparison)
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libeigen3-dev libstb-dev catch2 libomp-dev
+          zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates)
+if [[ "${1:-}" == "--with-peer" ]]; then packages+=(python3-torch python3-numpy); fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install_dependencies: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+echo "install_dependencies: missing: ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "Run as root, or:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install_dependencies: installed ${missing[*]}"

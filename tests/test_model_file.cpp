@@ -1,0 +1,179 @@
+// Model files: round trip, every corruption case, and a committed golden file
+// that must keep loading with identical predictions (format compatibility).
+#include <kitnn/kitnn.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using namespace kitnn;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Every layer type the format knows, with non-default hyperparameters.
+template <class T>
+Sequential<T> every_layer_model(std::uint64_t seed) {
+    using K = std::array<int, 2>;
+    Sequential<T> m(Shape::image(2, 9, 8), seed);
+    m.template add<Conv2D>(3, K{3, 2}, Activation::relu, Padding::same, 2, Init::he_normal);
+    m.template add<ReLU>();
+    m.template add<MaxPool2D>(K{2, 2}, K{1, 1});
+    m.template add<Flatten>();
+    m.template add<Dense>(7, Activation::relu, Init::he_uniform);
+    m.template add<Dropout>(0.25);
+    m.template add<Dense>(4);
+    m.template add<Softmax>();
+    return m;
+}
+
+Tensor<float> fixed_input(Eigen::Index n) {
+    Tensor<float> x(n, 2, 9, 8);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = float((i * 37 % 101) / 50.0 - 1.0);
+    return x;
+}
+
+fs::path temp_dir() {
+    const char* t = std::getenv("KITNN_TEST_TMP");
+    fs::path p = t ? fs::path(t) : fs::temp_directory_path() / "kitnn_tests";
+    fs::create_directories(p);
+    return p;
+}
+
+std::vector<char> read_all(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+void write_all(const fs::path& p, const std::vector<char>& b) {
+    std::ofstream f(p, std::ios::binary);
+    f.write(b.data(), std::streamsize(b.size()));
+}
+
+std::string load_error(const fs::path& p) {
+    try {
+        load_model<float>(p.string());
+    } catch (const ModelFileError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("save/load round trip rebuilds the network and gives identical predictions", "[modelfile]") {
+    auto m = every_layer_model<float>(5);
+    const auto x = fixed_input(3);
+    const Tensor<float> before = m.forward(x, false);
+    const fs::path p = temp_dir() / "roundtrip.kitnn";
+    save_model(p.string(), m, {{"model", "every_layer"}, {"note", "a b c"}});
+    REQUIRE_FALSE(fs::exists(p.string() + ".tmp." + std::to_string(::getpid())));
+
+    Metadata meta;
+    auto l = load_model<float>(p.string(), &meta);
+    CHECK(meta["model"] == "every_layer");
+    CHECK(meta["note"] == "a b c");
+    REQUIRE(l.size() == m.size());
+    CHECK(l.summary() == m.summary());
+    for (size_t i = 0; i < m.size(); ++i) {
+        CHECK(l.layer(i).type() == m.layer(i).type());
+        CHECK(l.layer(i).config().items() == m.layer(i).config().items());
+    }
+    const Tensor<float> after = l.forward(x, false);
+    for (Eigen::Index i = 0; i < before.size(); ++i) CHECK(after.data()[i] == before.data()[i]);
+    // Saving the loaded model again gives the same bytes.
+    CHECK(serialize_model(l, meta) == read_all(p));
+}
+
+TEST_CASE("double models round trip too, and loading with the wrong scalar type fails", "[modelfile]") {
+    auto m = every_layer_model<double>(6);
+    const fs::path p = temp_dir() / "double.kitnn";
+    save_model(p.string(), m);
+    auto l = load_model<double>(p.string());
+    CHECK(l.param_count() == m.param_count());
+    const std::string err = load_error(p);
+    CHECK_THAT(err, Catch::Contains("stores float64 weights") && Catch::Contains("float32 model"));
+}
+
+TEST_CASE("corrupted, truncated, foreign and newer files are refused with a clear message", "[modelfile]") {
+    auto m = every_layer_model<float>(7);
+    const fs::path p = temp_dir() / "good.kitnn", bad = temp_dir() / "bad.kitnn";
+    save_model(p.string(), m);
+    const auto good = read_all(p);
+
+    SECTION("missing file") {
+        CHECK_THAT(load_error(temp_dir() / "no_such.kitnn"), Catch::Contains("cannot open"));
+    }
+    SECTION("wrong magic") {
+        auto b = good;
+        b[0] = 'X';
+        write_all(bad, b);
+        CHECK_THAT(load_error(bad), Catch::Contains("not a kitnn model file"));
+        write_all(bad, {});
+        CHECK_THAT(load_error(bad), Catch::Contains("not a kitnn model file"));
+    }
+    SECTION("truncated at every length gives an error, never a crash") {
+        for (size_t n : {size_t(8), size_t(12), size_t(20), good.size() / 2, good.size() - 1}) {
+            write_all(bad, std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(n)));
+            const std::string e = load_error(bad);
+            INFO("length " << n << ": " << e);
+            CHECK((e.find("truncated") != std::string::npos || e.find("checksum") != std::string::npos));
+            CHECK_THAT(e, Catch::Contains(bad.string()));
+        }
+    }
+    SECTION("a flipped bit in the weights fails the checksum") {
+        auto b = good;
+        b[b.size() - 20] ^= 0x10;
+        write_all(bad, b);
+        CHECK_THAT(load_error(bad), Catch::Contains("checksum mismatch"));
+    }
+    SECTION("a newer format version is refused before anything else is read") {
+        auto b = good;
+        b[8] = 2;  // version u32 little-endian at offset 8
+        write_all(bad, b);
+        CHECK_THAT(load_error(bad), Catch::Contains("version 2 is not supported"));
+    }
+    SECTION("a consistent file with an unknown layer type names it") {
+        // Rename "Softmax" to "Softmix" and fix the checksum: parsing must name the layer.
+        auto b = good;
+        const std::string from = "Softmax";
+        auto it = std::search(b.begin(), b.end(), from.begin(), from.end());
+        REQUIRE(it != b.end());
+        it[5] = 'i';
+        const std::uint32_t crc = detail::crc32_of(b.data(), b.size() - 4);
+        for (int i = 0; i < 4; ++i) b[b.size() - 4 + size_t(i)] = char((crc >> (8 * i)) & 0xff);
+        write_all(bad, b);
+        const std::string e = load_error(bad);
+        CHECK_THAT(e, Catch::Contains("layer 7 (Softmix)") && Catch::Contains("unknown layer type"));
+    }
+}
+
+// The golden file was written by format version 1 (tests/data/golden_v1.kitnn) with
+// the predictions below. Regenerate only on purpose: KITNN_WRITE_GOLDEN=1.
+TEST_CASE("the committed version-1 golden model still loads and predicts the same", "[modelfile][golden]") {
+    const std::string dir = KITNN_TEST_DATA_DIR;
+    const std::string model = dir + "/golden_v1.kitnn", expected = dir + "/golden_v1_expected.txt";
+    const auto x = fixed_input(2);
+    if (std::getenv("KITNN_WRITE_GOLDEN")) {
+        auto m = every_layer_model<float>(2026);
+        save_model(model, m, {{"model", "golden_v1"}});
+        const Tensor<float> y = m.forward(x, false);
+        std::ofstream f(expected);
+        f.precision(9);
+        for (Eigen::Index i = 0; i < y.size(); ++i) f << y.data()[i] << "\n";
+    }
+    Metadata meta;
+    auto m = load_model<float>(model, &meta);
+    CHECK(meta["model"] == "golden_v1");
+    CHECK(m.param_count() == every_layer_model<float>(1).param_count());
+    const Tensor<float> y = m.forward(x, false);
+    std::ifstream f(expected);
+    REQUIRE(f);
+    for (Eigen::Index i = 0; i < y.size(); ++i) {
+        double v;
+        REQUIRE(f >> v);
+        CHECK(y.data()[i] == Approx(v).epsilon(1e-6));
+    }
+}
