@@ -18,6 +18,8 @@
 #include "kitnn/optim/adam.hpp"
 #include "kitnn/optim/optimizer.hpp"
 #include "kitnn/optim/sgd.hpp"
+#include "kitnn/data/idx.hpp"
+#include "kitnn/io/image.hpp"
 #include "kitnn/io/layer_factory.hpp"
 #include "kitnn/io/model_file.hpp"
 #include "kitnn/train/fit.hpp"
