@@ -18,6 +18,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <vector>
 
 namespace kitnn_test {
 
@@ -104,6 +105,60 @@ inline GradCheckResult check_layer_gradients(
         auto* p = params[k];
         for (Eigen::Index i = 0; i < p->value.size(); ++i) {
             INFO(layer.type() << " parameter '" << p->name << "', element " << i);
+            const double analytic = p->grad.data()[i] - noise[k].data()[i];
+            const double old = p->value.data()[i];
+            p->value.data()[i] = old + e;
+            const double lp = loss();
+            p->value.data()[i] = old - e;
+            const double lm = loss();
+            p->value.data()[i] = old;
+            const double num = (lp - lm) / (2 * e);
+            const double err = grad_err(analytic, num);
+            INFO("analytic " << analytic << " numeric " << num);
+            REQUIRE(err < 1.0);
+            res.max_err_param = std::max(res.max_err_param, err);
+            ++res.checked_params;
+        }
+    }
+    return res;
+}
+
+// Whole-model check: L = SoftmaxCrossEntropy(model.forward(x, training), labels).
+// Every parameter gradient that model.backward() accumulates (onto random noise,
+// subtracted afterwards, so += and full coverage are checked too) is compared with
+// central differences. `before_forward` runs before every forward (e.g. to replay
+// the dropout masks). Returns the largest errors and how many entries were checked.
+inline GradCheckResult check_model_gradients(kitnn::Sequential<double>& model, const Tensor& x,
+                                             const std::vector<std::uint8_t>& labels,
+                                             bool training, std::uint64_t seed,
+                                             std::function<void()> before_forward = [] {}) {
+    REQUIRE(Eigen::Index(labels.size()) == x.dimension(0));
+    kitnn::SoftmaxCrossEntropy<double> ce;
+    auto loss = [&]() {
+        before_forward();
+        return ce.forward(model.forward(x, training), labels.data());
+    };
+
+    Rng rng(seed);
+    auto params = model.params();
+    std::vector<Tensor> noise;
+    for (auto* p : params) {
+        Tensor g = random_tensor(1, Shape{p->grad.size()}, rng);
+        std::copy(g.data(), g.data() + g.size(), p->grad.data());
+        noise.push_back(g);
+    }
+    loss();
+    Tensor dlogits;
+    ce.backward(dlogits);
+    model.backward(dlogits);
+
+    GradCheckResult res;
+    const double e = 1e-5;
+    for (size_t k = 0; k < params.size(); ++k) {
+        auto* p = params[k];
+        for (Eigen::Index i = 0; i < p->value.size(); ++i) {
+            INFO("model parameter tensor " << k << " ('" << p->name << "'), element " << i
+                                           << " of " << p->value.size());
             const double analytic = p->grad.data()[i] - noise[k].data()[i];
             const double old = p->value.data()[i];
             p->value.data()[i] = old + e;

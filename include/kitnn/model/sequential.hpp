@@ -99,6 +99,9 @@ public:
 
     // Class probabilities (N, K) in eval mode (no dropout), in batches of `batch`.
     Tensor<T> predict(const Tensor<T>& x, Eigen::Index batch = 256) {
+        if (!matches(x, input_))  // before copying input_.size() values per sample out of x
+            throw ShapeError("model input: expected " + input_.str() + ", got " + batch_str(x));
+        if (batch < 1) throw std::invalid_argument("Sequential::predict: batch must be >= 1");
         const Eigen::Index N = x.dimension(0);
         const Shape out = output_shape();
         Tensor<T> probs(N, out.chw()[0], out.chw()[1], out.chw()[2]);
