@@ -150,6 +150,38 @@ TEST_CASE("corrupted, truncated, foreign and newer files are refused with a clea
     }
 }
 
+TEST_CASE("hyperparameters the file cannot back are refused before any allocation", "[modelfile]") {
+    // A consistent (checksummed) file whose Dense layer claims 2^33 units: loading
+    // must fail on the size check, not try to allocate 2^33 x 11 floats.
+    auto craft = [](const std::string& units) {
+        detail::ByteWriter w;
+        w.bytes(kModelMagic, 8);
+        w.u32(kModelFormatVersion);
+        w.u32(4);
+        w.u32(0);  // no metadata
+        w.u32(1);
+        w.i64(10);  // input (10)
+        w.u32(1);   // one layer
+        w.str("Dense");
+        w.u32(3);
+        w.str("units");
+        w.str(units);
+        w.str("activation");
+        w.str("linear");
+        w.str("init");
+        w.str("glorot_uniform");
+        w.u32(0);
+        const auto crc = detail::crc32_of(w.buffer().data(), w.buffer().size());
+        w.u32(crc);
+        return w.buffer();
+    };
+    const fs::path bad = temp_dir() / "huge.kitnn";
+    write_all(bad, craft("8589934592"));
+    CHECK_THAT(load_error(bad), Catch::Contains("layer 0 (Dense)") && Catch::Contains("weights"));
+    write_all(bad, craft("3"));  // fits the size check, then the missing tensors are named
+    CHECK_THAT(load_error(bad), Catch::Contains("bytes left") || Catch::Contains("tensors"));
+}
+
 // The golden file was written by format version 1 (tests/data/golden_v1.kitnn) with
 // the predictions below. Regenerate only on purpose: KITNN_WRITE_GOLDEN=1.
 TEST_CASE("the committed version-1 golden model still loads and predicts the same", "[modelfile][golden]") {

@@ -40,4 +40,29 @@ std::unique_ptr<Layer<T>> make_layer(const std::string& type, const Config& c) {
                              "' (written by a newer kitnn, or not a kitnn model)");
 }
 
+// How many weights a layer of `type` with `c` will allocate for input `in`, computed
+// from the hyperparameters alone. The model loader compares it with the bytes left
+// in the file BEFORE building the layer, so a crafted "units = 2^40" cannot make it
+// allocate terabytes. Returns -1 when the numbers are out of any sane range.
+inline std::int64_t weights_needed(const std::string& type, const Config& c, const Shape& in) {
+    constexpr std::int64_t kMax = std::int64_t(1) << 40;
+    auto get = [&](const char* k) {
+        const long long v = c.integer(k);
+        return (v < 1 || v > (1 << 24)) ? -1 : std::int64_t(v);
+    };
+    if (type == "Conv2D") {
+        const auto f = get("filters"), kh = get("kernel_h"), kw = get("kernel_w");
+        if (f < 0 || kh < 0 || kw < 0 || in.dims.empty()) return -1;
+        const std::int64_t n = f * (in.c() * kh * kw + 1);
+        return n > kMax ? -1 : n;
+    }
+    if (type == "Dense") {
+        const auto u = get("units");
+        if (u < 0) return -1;
+        const std::int64_t n = u * (in.size() + 1);
+        return n > kMax ? -1 : n;
+    }
+    return 0;
+}
+
 }  // namespace kitnn

@@ -12,7 +12,8 @@
 //   checksum   u32      CRC-32 (zlib) of every byte before it
 // where str = u32 length + bytes. The reader checks the length, magic, version,
 // scalar type and checksum before parsing, then bounds-checks every field, so a
-// truncated or corrupted file gives a clear error and never a huge allocation.
+// truncated or corrupted file gives a clear error, and hyperparameters are checked
+// against the bytes left in the file before a layer allocates its weights.
 // save_model writes "path.tmp.<pid>", fsyncs it and renames it over `path`: a crash
 // leaves either the old file or the new one, never half of one.
 #pragma once
@@ -110,6 +111,7 @@ public:
                                  ", only " + std::to_string(end_ - pos_) + " left");
     }
     size_t pos() const { return pos_; }
+    size_t remaining() const { return end_ - pos_; }
     [[noreturn]] void fail(const std::string& what) const {
         throw ModelFileError(path_ + ": " + what + " (at byte " + std::to_string(pos_) + ")");
     }
@@ -253,6 +255,7 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
         if (d < 1 || d > (1 << 20)) r.fail("input dimension " + std::to_string(d) + " out of range");
         dims.push_back(d);
     }
+    if (Shape(dims).size() > (1 << 26)) r.fail("input shape " + Shape(dims).str() + " is too large");
     Sequential<T> model{Shape(dims)};
     const std::uint32_t nlayers = r.u32();
     for (std::uint32_t li = 0; li < nlayers; ++li) {
@@ -265,7 +268,19 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
             cfg.set(k, r.str("a hyperparameter value"));
         }
         try {
+            // Refuse hyperparameters whose weights the file cannot hold, before allocating.
+            const std::int64_t need = weights_needed(type, cfg, model.output_shape());
+            if (need < 0 || std::uint64_t(need) * sizeof(T) > r.remaining())
+                r.fail(where + " (" + type + "): its hyperparameters need " +
+                       (need < 0 ? std::string("an absurd number of") : std::to_string(need)) +
+                       " weights, more than the " + std::to_string(r.remaining()) +
+                       " bytes left in the file");
             model.add(make_layer<T>(type, cfg));
+            if (model.output_shape().size() > (1 << 26))
+                r.fail(where + " (" + type + "): output shape " + model.output_shape().str() +
+                       " is too large");
+        } catch (const ModelFileError&) {
+            throw;
         } catch (const std::exception& e) {
             r.fail(where + " (" + type + "): " + e.what());
         }
