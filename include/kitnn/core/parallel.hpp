@@ -5,6 +5,7 @@
 // layers run on one thread. Without OpenMP everything still builds and runs.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #ifdef _OPENMP
@@ -33,20 +34,70 @@ inline void set_threads(int n) {
     Eigen::setNbThreads(n);
 }
 
-// for (i = 0; i < n; ++i) f(i), split statically across threads when `work`
-// (total scalar operations of the loop) is large enough. A static schedule keeps
-// results identical run to run for the same thread count.
-template <class F>
-inline void parallel_for(std::int64_t n, std::int64_t work, F&& f) {
+// How many threads parallel_for uses for a loop of `n` iterations and `work`
+// scalar operations: 1 below the threshold, inside a parallel region or with one
+// thread; otherwise min(n, max_threads()).
+inline int threads_for(std::int64_t n, std::int64_t work) {
 #ifdef _OPENMP
-    if (work >= kMinParallelWork && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-        for (std::int64_t i = 0; i < n; ++i) f(i);
+    if (work >= kMinParallelWork && n > 1 && !omp_in_parallel())
+        return int(std::min<std::int64_t>(n, omp_get_max_threads()));
+#endif
+    (void)n;
+    (void)work;
+    return 1;
+}
+
+// for (i = 0; i < n; ++i) f(i, t) on `threads` threads (from threads_for), where
+// t < threads is the index of the thread running iteration i, for per-thread
+// workspaces. A static schedule gives thread t the same iterations every time, so
+// results are identical run to run for the same thread count.
+template <class F>
+inline void parallel_for_threads(std::int64_t n, int threads, F&& f) {
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (std::int64_t i = 0; i < n; ++i) f(i, omp_get_thread_num());
         return;
     }
 #endif
-    (void)work;
-    for (std::int64_t i = 0; i < n; ++i) f(i);
+    (void)threads;
+    for (std::int64_t i = 0; i < n; ++i) f(i, 0);
 }
+
+// for (i = 0; i < n; ++i) f(i), split statically across threads when `work`
+// (total scalar operations of the loop) is large enough.
+template <class F>
+inline void parallel_for(std::int64_t n, std::int64_t work, F&& f) {
+    parallel_for_threads(n, threads_for(n, work), [&](std::int64_t i, int) { f(i); });
+}
+
+// Eigen threads a GEMM by its own rule (from ~50,000 multiply-adds per thread),
+// which on two cores shared with other work costs more than it saves: a parallel
+// region waits for its slowest thread. Inside this scope Eigen's GEMMs run on one
+// thread unless the product has at least kMinParallelGemm multiply-adds.
+// (Inside our own parallel regions Eigen never threads anyway.)
+constexpr std::int64_t kMinParallelGemm = 1 << 21;
+
+class GemmThreads {
+public:
+    explicit GemmThreads(std::int64_t macs) : saved_(Eigen::nbThreads()) {
+#ifdef _OPENMP
+        // Eigen's thread count is a global: only touch it outside parallel regions.
+        serial_ = macs < kMinParallelGemm && saved_ > 1 && !omp_in_parallel();
+#else
+        (void)macs;
+#endif
+        if (serial_) Eigen::setNbThreads(1);
+    }
+    ~GemmThreads() {
+        if (serial_) Eigen::setNbThreads(saved_);
+    }
+    GemmThreads(const GemmThreads&) = delete;
+    GemmThreads& operator=(const GemmThreads&) = delete;
+
+private:
+    int saved_;
+    bool serial_ = false;
+};
 
 }  // namespace kitnn

@@ -14,7 +14,8 @@
 // scalar type and checksum before parsing, then bounds-checks every field, so a
 // truncated or corrupted file gives a clear error, and hyperparameters are checked
 // against the bytes left in the file before a layer allocates its weights.
-// save_model writes "path.tmp.<pid>", fsyncs it and renames it over `path`: a crash
+// save_model writes "path.tmp.<pid>", fsyncs it, renames it over `path` and fsyncs the
+// folder: a crash
 // leaves either the old file or the new one, never half of one.
 #pragma once
 
@@ -170,6 +171,14 @@ inline void write_file_atomic(const std::string& path, const std::vector<char>& 
         std::remove(tmp.c_str());
         throw ModelFileError(path + ": cannot rename " + tmp + " into place: " + err);
     }
+    // Make the rename durable too: fsync the folder that holds the new entry.
+    const auto slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        ::fsync(dfd);  // best effort: some filesystems refuse fsync on folders
+        ::close(dfd);
+    }
 }
 
 template <class T>
@@ -255,8 +264,9 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
         if (d < 1 || d > (1 << 20)) r.fail("input dimension " + std::to_string(d) + " out of range");
         dims.push_back(d);
     }
-    if (Shape(dims).size() > (1 << 26)) r.fail("input shape " + Shape(dims).str() + " is too large");
-    Sequential<T> model{Shape(dims)};
+    const Shape input(std::move(dims));
+    if (input.size() > (1 << 26)) r.fail("input shape " + input.str() + " is too large");
+    Sequential<T> model{input};
     const std::uint32_t nlayers = r.u32();
     for (std::uint32_t li = 0; li < nlayers; ++li) {
         const std::string where = "layer " + std::to_string(li);

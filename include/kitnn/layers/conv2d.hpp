@@ -1,19 +1,27 @@
-// kitnn/layers/conv2d.hpp — 2-D convolution as batch-level im2col + one GEMM.
+// kitnn/layers/conv2d.hpp — 2-D convolution as im2col + GEMM, over chunks of images.
 //
-//   x    : (N, C, H, W)            input batch
-//   col  : (C*KH*KW, N*P)          im2col of the whole batch, P = OH*OW; row r is
-//                                  one (c, ki, kj) tap, column n*P + p one output pixel
-//   kernel: (F, C, KH, KW)         viewed as the matrix Wm (F, C*KH*KW)
-//   ym   : (F, N*P) = Wm * col     ONE large GEMM per batch (Eigen, OpenMP-threaded)
-//   y    : (N, F, OH, OW)          ym scattered back to NCHW with bias + activation
-//
-// Why one GEMM for the batch instead of one per image: the MNIST layers are small
-// (P = 729, F = 4 for the exercise), and a product that long in N*P keeps the
-// GEMM kernel busy instead of paying its set-up 100 times. The scatter is a block
-// copy of contiguous rows of P, fused with the bias and ReLU.
-// Backward reuses `col` from forward: dW += dym * col^T sums over the batch in the
-// GEMM (no per-sample weight gradients), and dcol = Wm^T * dym is folded back by
-// col2im. Workspaces are members, resized only when the batch size changes.
+//   x     : (N, C, H, W)           input batch
+//   kernel: (F, C, KH, KW)         viewed as the matrix Wm (F, CKK), CKK = C*KH*KW
+//   y     : (N, F, OH, OW)         P = OH*OW output pixels per image
+// The batch is cut into chunks of `cn` consecutive images; for each chunk:
+//   col   : (CKK, cn*P)            im2col of the chunk; row r is one (c, ki, kj) tap,
+//                                  column i*P + p is pixel p of the chunk's image i
+//   ym    : (F, cn*P) = Wm * col   one GEMM per chunk
+//   y[n]  = act(ym[:, i*P..] + b)  copied back to NCHW with bias and activation
+// Chunks are sized so col and ym fit in L2 (kChunkElems), at least one image. Why
+// not one im2col of the whole batch: for kerascnn's second layer that matrix is
+// 288 x 57,600 floats (66 MB), written and read through DRAM on every pass and most
+// of the resident memory; a chunk stays in cache, and tiny layers (keck: 4 taps,
+// 729 pixels) still get GEMMs thousands of columns wide. Chunks run in parallel
+// (each thread has its own Workspace; Eigen does not thread inside our parallel
+// region), or on one thread when the layer is small.
+// Backward, per chunk, recomputes col (cheaper than keeping it) and:
+//   dym   : (F, cn*P)              dy gathered to the GEMM layout, times act'(y)
+//   dW   += dym * col^T; db += rowsum(dym)   into the thread's partial sums, which are
+//                                  added to the gradients in thread order afterwards
+//   dcol  : (CKK, cn*P) = Wm^T * dym   written over col (dead by then); col2im adds
+//                                  every tap back to its input pixel of dx.
+// Workspaces are members, resized only when the batch size or thread count changes.
 #pragma once
 
 #include "kitnn/core/init.hpp"
@@ -22,6 +30,8 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
+#include <vector>
 
 namespace kitnn {
 
@@ -64,62 +74,72 @@ public:
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool /*training*/) override {
         this->check_input(x);
-        const Eigen::Index N = x.dimension(0), P = oh_ * ow_, NP = N * P;
+        const Eigen::Index N = x.dimension(0), P = oh_ * ow_;
         ensure(y, N, this->out_);
-        col_.resize(ckk_, NP);
-        ym_.resize(filters_, NP);
-
-        // im2col: each image fills its own block of columns -> no races.
-        parallel_for(N, ckk_ * NP, [&](std::int64_t n) { im2col(x, n); });
-
-        // ym (F, N*P) = Wm (F, CKK) * col (CKK, N*P)
+        const Plan plan = make_plan(N);
+        const GemmThreads gemm_threads(plan.chunk_macs);
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk_);
-        ym_.noalias() = Wm * col_;
-
-        // Scatter to (N, F, OH, OW) with bias and activation in one pass.
         const T* b = bias_.value.data();
-        parallel_for(N, filters_ * NP, [&](std::int64_t n) {
-            for (Eigen::Index f = 0; f < filters_; ++f) {
-                const T* src = ym_.data() + f * NP + n * P;
-                T* dst = y.data() + (n * filters_ + f) * P;
-                const T bf = b[f];
-                if (act_ == Activation::relu)
-                    for (Eigen::Index p = 0; p < P; ++p) dst[p] = std::max(src[p] + bf, T(0));
-                else
-                    for (Eigen::Index p = 0; p < P; ++p) dst[p] = src[p] + bf;
-            }
+        parallel_for_threads(plan.chunks, plan.threads, [&](std::int64_t k, int t) {
+            const Eigen::Index n0 = k * plan.chunk, cn = std::min(plan.chunk, N - n0), NP = cn * P;
+            Workspace& w = work_[size_t(t)];
+            MatMap<T> col(w.col.data(), ckk_, NP), ym(w.ym.data(), filters_, NP);
+            for (Eigen::Index i = 0; i < cn; ++i) im2col(x, n0 + i, col.data() + i * P, NP);
+            ym.noalias() = Wm * col;
+            // y[n0 + i, f] = act(ym[f, i*P ..] + b[f])
+            for (Eigen::Index i = 0; i < cn; ++i)
+                for (Eigen::Index f = 0; f < filters_; ++f) {
+                    const T* src = ym.data() + f * NP + i * P;
+                    T* dst = y.data() + ((n0 + i) * filters_ + f) * P;
+                    const T bf = b[f];
+                    if (act_ == Activation::relu)
+                        for (Eigen::Index p = 0; p < P; ++p) dst[p] = std::max(src[p] + bf, T(0));
+                    else
+                        for (Eigen::Index p = 0; p < P; ++p) dst[p] = src[p] + bf;
+                }
         });
     }
 
-    void backward(const Tensor<T>& /*x*/, const Tensor<T>& y, const Tensor<T>& dy,
+    void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
-        const Eigen::Index N = dy.dimension(0), P = oh_ * ow_, NP = N * P;
-        // dym (F, N*P): gather dy to the GEMM layout, times the activation's derivative.
-        dym_.resize(filters_, NP);
-        parallel_for(N, filters_ * NP, [&](std::int64_t n) {
-            for (Eigen::Index f = 0; f < filters_; ++f) {
-                const T* g = dy.data() + (n * filters_ + f) * P;
-                const T* o = y.data() + (n * filters_ + f) * P;
-                T* dst = dym_.data() + f * NP + n * P;
-                if (act_ == Activation::relu)
-                    for (Eigen::Index p = 0; p < P; ++p) dst[p] = o[p] > T(0) ? g[p] : T(0);
-                else
-                    std::copy(g, g + P, dst);
-            }
-        });
-
-        // Parameter gradients, summed over the batch inside the GEMM.
-        MatMap<T> dW(kernel_.grad.data(), filters_, ckk_);  // (F, CKK)
-        dW.noalias() += dym_ * col_.transpose();
-        VecMap<T>(bias_.grad.data(), filters_) += dym_.rowwise().sum();
-
-        if (!dx) return;
-        // dcol (CKK, N*P) = Wm^T * dym, then col2im adds every tap back to its pixel.
+        const Eigen::Index N = dy.dimension(0), P = oh_ * ow_;
+        if (dx) ensure(*dx, N, this->in_);
+        const Plan plan = make_plan(N);
+        const GemmThreads gemm_threads(plan.chunk_macs);
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk_);
-        dcol_.resize(ckk_, NP);
-        dcol_.noalias() = Wm.transpose() * dym_;
-        ensure(*dx, N, this->in_);
-        parallel_for(N, ckk_ * NP, [&](std::int64_t n) { col2im(*dx, n); });
+        for (int t = 0; t < plan.threads; ++t) {
+            work_[size_t(t)].dW.setZero();
+            work_[size_t(t)].db.setZero();
+        }
+        parallel_for_threads(plan.chunks, plan.threads, [&](std::int64_t k, int t) {
+            const Eigen::Index n0 = k * plan.chunk, cn = std::min(plan.chunk, N - n0), NP = cn * P;
+            Workspace& w = work_[size_t(t)];
+            MatMap<T> col(w.col.data(), ckk_, NP), dym(w.ym.data(), filters_, NP);
+            // dym[f, i*P + p] = dy[n0 + i, f, p] * act'(y[n0 + i, f, p])
+            for (Eigen::Index i = 0; i < cn; ++i)
+                for (Eigen::Index f = 0; f < filters_; ++f) {
+                    const Eigen::Index at = ((n0 + i) * filters_ + f) * P;
+                    const T *g = dy.data() + at, *o = y.data() + at;
+                    T* dst = dym.data() + f * NP + i * P;
+                    if (act_ == Activation::relu)
+                        for (Eigen::Index p = 0; p < P; ++p) dst[p] = o[p] > T(0) ? g[p] : T(0);
+                    else
+                        std::copy(g, g + P, dst);
+                }
+            for (Eigen::Index i = 0; i < cn; ++i) im2col(x, n0 + i, col.data() + i * P, NP);
+            w.dW.noalias() += dym * col.transpose();
+            w.db += dym.rowwise().sum();
+            if (!dx) return;
+            col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
+            for (Eigen::Index i = 0; i < cn; ++i) col2im(col.data() + i * P, NP, *dx, n0 + i);
+        });
+        // The partial sums, in thread order (the same order every run).
+        MatMap<T> dW(kernel_.grad.data(), filters_, ckk_);
+        VecMap<T> db(bias_.grad.data(), filters_);
+        for (int t = 0; t < plan.threads; ++t) {
+            dW += work_[size_t(t)].dW;
+            db += work_[size_t(t)].db;
+        }
     }
 
 protected:
@@ -149,17 +169,59 @@ protected:
     }
 
 private:
-    // col[r, n*P + p] = x[n, c, oh*s + ki - pt, ow*s + kj - pl] (0 outside), r = (c, ki, kj)
-    void im2col(const Tensor<T>& x, Eigen::Index n) {
-        const Eigen::Index H = this->in_.h(), W = this->in_.w(), P = oh_ * ow_;
-        const Eigen::Index NP = col_.cols();
+    // Images per chunk: as many as keep col (CKK x cn*P) and ym (F x cn*P) within
+    // kChunkElems elements (at least one), then evened out so the chunks split into
+    // whole rounds of threads (6 chunks of 17 images on 2 threads, not 5 of 20).
+    static constexpr Eigen::Index kChunkElems = Eigen::Index(1) << 17;  // 512 KB of float
+    struct Plan {
+        Eigen::Index chunk, chunks;  // images per chunk, number of chunks
+        int threads;                 // threads running the chunks
+        std::int64_t chunk_macs;     // multiply-adds of one chunk's GEMM
+    };
+    Plan make_plan(Eigen::Index N) {
+        const Eigen::Index P = oh_ * ow_;
+        const Eigen::Index fit = std::max<Eigen::Index>(1, kChunkElems / ((ckk_ + filters_) * P));
+        const std::int64_t macs = std::int64_t(N) * filters_ * ckk_ * P;
+        const int threads = threads_for(N, macs);
+        Eigen::Index chunks = (N + fit - 1) / fit;
+        chunks = (chunks + threads - 1) / threads * threads;  // whole rounds of threads
+        Plan plan;
+        plan.chunk = std::max<Eigen::Index>(1, (N + chunks - 1) / chunks);
+        plan.chunks = (N + plan.chunk - 1) / plan.chunk;
+        plan.threads = int(std::min<Eigen::Index>(threads, plan.chunks));
+        plan.chunk_macs = std::int64_t(plan.chunk) * filters_ * ckk_ * P;
+        if (work_.size() < size_t(plan.threads)) work_.resize(size_t(plan.threads));
+        for (int t = 0; t < plan.threads; ++t) {  // no-ops once the sizes are settled
+            Workspace& w = work_[size_t(t)];
+            w.col.resize(ckk_ * plan.chunk * P);
+            w.ym.resize(filters_ * plan.chunk * P);
+            w.dW.resize(filters_, ckk_);
+            w.db.resize(filters_);
+        }
+        return plan;
+    }
+
+    // The output columns [ow0, ow1) whose tap kj reads inside the input row
+    // (0 <= ow*stride + kj - pl < W); the others read padding.
+    std::pair<Eigen::Index, Eigen::Index> inside(int kj) const {
+        const Eigen::Index W = this->in_.w(), off = kj - pl_;
+        const Eigen::Index ow0 = std::min<Eigen::Index>(ow_, off < 0 ? (-off + stride_ - 1) / stride_ : 0);
+        const Eigen::Index ow1 = std::max<Eigen::Index>(ow0, std::min<Eigen::Index>(ow_, (W - off + stride_ - 1) / stride_));
+        return {ow0, ow1};
+    }
+
+    // col[r, p] = x[n, c, oh*s + ki - pt, ow*s + kj - pl] (0 outside), r = (c, ki, kj),
+    // p = oh*OW + ow; `col` points at image n's first column, rows are `stride` apart.
+    void im2col(const Tensor<T>& x, Eigen::Index n, T* col, Eigen::Index stride) const {
+        const Eigen::Index H = this->in_.h(), W = this->in_.w();
         const T* xn = x.data() + n * c_ * H * W;
         for (Eigen::Index c = 0; c < c_; ++c)
             for (int ki = 0; ki < kh_; ++ki)
                 for (int kj = 0; kj < kw_; ++kj) {
                     const Eigen::Index r = (c * kh_ + ki) * kw_ + kj;
-                    T* dst = col_.data() + r * NP + n * P;
+                    T* dst = col + r * stride;
                     const T* plane = xn + c * H * W;
+                    const auto [ow0, ow1] = inside(kj);
                     for (Eigen::Index oh = 0; oh < oh_; ++oh) {
                         const Eigen::Index ih = oh * stride_ + ki - pt_;
                         T* d = dst + oh * ow_;
@@ -167,36 +229,35 @@ private:
                             std::fill(d, d + ow_, T(0));
                             continue;
                         }
-                        const T* row = plane + ih * W;
-                        for (Eigen::Index ow = 0; ow < ow_; ++ow) {
-                            const Eigen::Index iw = ow * stride_ + kj - pl_;
-                            d[ow] = (iw >= 0 && iw < W) ? row[iw] : T(0);
-                        }
+                        const T* row = plane + ih * W + kj - pl_;  // row[ow * stride_]
+                        std::fill(d, d + ow0, T(0));
+                        if (stride_ == 1) std::copy(row + ow0, row + ow1, d + ow0);
+                        else
+                            for (Eigen::Index ow = ow0; ow < ow1; ++ow) d[ow] = row[ow * stride_];
+                        std::fill(d + ow1, d + ow_, T(0));
                     }
                 }
     }
 
-    // dx[n, c, ih, iw] = sum of dcol over the taps that read that pixel.
-    void col2im(Tensor<T>& dx, Eigen::Index n) {
-        const Eigen::Index H = this->in_.h(), W = this->in_.w(), P = oh_ * ow_;
-        const Eigen::Index NP = dcol_.cols();
+    // dx[n, c, ih, iw] = sum of dcol over the taps that read that pixel; `dcol` points
+    // at image n's first column, rows are `stride` apart.
+    void col2im(const T* dcol, Eigen::Index stride, Tensor<T>& dx, Eigen::Index n) const {
+        const Eigen::Index H = this->in_.h(), W = this->in_.w();
         T* dxn = dx.data() + n * c_ * H * W;
         std::fill(dxn, dxn + c_ * H * W, T(0));
         for (Eigen::Index c = 0; c < c_; ++c)
             for (int ki = 0; ki < kh_; ++ki)
                 for (int kj = 0; kj < kw_; ++kj) {
                     const Eigen::Index r = (c * kh_ + ki) * kw_ + kj;
-                    const T* src = dcol_.data() + r * NP + n * P;
+                    const T* src = dcol + r * stride;
                     T* plane = dxn + c * H * W;
+                    const auto [ow0, ow1] = inside(kj);
                     for (Eigen::Index oh = 0; oh < oh_; ++oh) {
                         const Eigen::Index ih = oh * stride_ + ki - pt_;
                         if (ih < 0 || ih >= H) continue;
-                        T* row = plane + ih * W;
+                        T* row = plane + ih * W + kj - pl_;  // row[ow * stride_]
                         const T* s = src + oh * ow_;
-                        for (Eigen::Index ow = 0; ow < ow_; ++ow) {
-                            const Eigen::Index iw = ow * stride_ + kj - pl_;
-                            if (iw >= 0 && iw < W) row[iw] += s[ow];
-                        }
+                        for (Eigen::Index ow = ow0; ow < ow1; ++ow) row[ow * stride_] += s[ow];
                     }
                 }
     }
@@ -208,10 +269,13 @@ private:
     Eigen::Index c_ = 0, oh_ = 0, ow_ = 0, ckk_ = 0;
     int pt_ = 0, pl_ = 0;
     Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1)
-    MatrixRM<T> col_;         // (C*KH*KW, N*P)
-    MatrixRM<T> ym_;          // (F, N*P)
-    MatrixRM<T> dym_;         // (F, N*P)
-    MatrixRM<T> dcol_;        // (C*KH*KW, N*P)
+    struct Workspace {                       // one per thread
+        Eigen::Matrix<T, Eigen::Dynamic, 1> col;  // (CKK, chunk*P), dcol in backward
+        Eigen::Matrix<T, Eigen::Dynamic, 1> ym;   // (F, chunk*P), dym in backward
+        MatrixRM<T> dW;                           // (F, CKK) partial kernel gradient
+        Eigen::Matrix<T, Eigen::Dynamic, 1> db;   // (F) partial bias gradient
+    };
+    std::vector<Workspace> work_;
 };
 
 }  // namespace kitnn

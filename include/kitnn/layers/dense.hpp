@@ -8,6 +8,7 @@
 #pragma once
 
 #include "kitnn/core/init.hpp"
+#include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
 
 namespace kitnn {
@@ -41,9 +42,11 @@ public:
         auto X = as_matrix(x);                                       // (N, IN)
         ConstMatMap<T> Wm(kernel_.value.data(), in_units_, units_);  // (IN, OUT)
         auto Y = as_matrix(y);                                       // (N, OUT)
+        const GemmThreads gemm_threads(std::int64_t(N) * in_units_ * units_);
         Y.noalias() = X * Wm;
-        Y.rowwise() += ConstVecMap<T>(bias_.value.data(), units_).transpose();
-        if (act_ == Activation::relu) Y = Y.cwiseMax(T(0));
+        const auto b = ConstVecMap<T>(bias_.value.data(), units_).transpose();
+        if (act_ == Activation::relu) Y = (Y.rowwise() + b).cwiseMax(T(0));  // one pass
+        else Y.rowwise() += b;
     }
 
     void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
@@ -58,6 +61,7 @@ public:
             dz_data = dz_.data();
         }
         ConstMatMap<T> dZ(dz_data, N, units_);
+        const GemmThreads gemm_threads(std::int64_t(N) * in_units_ * units_);
         MatMap<T>(kernel_.grad.data(), in_units_, units_).noalias() += X.transpose() * dZ;
         VecMap<T>(bias_.grad.data(), units_) += dZ.colwise().sum().transpose();
         if (!dx) return;

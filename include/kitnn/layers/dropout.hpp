@@ -3,10 +3,14 @@
 // Training: each unit is kept with probability 1 - rate and scaled by 1/(1 - rate),
 // so inference needs no rescaling (y = x). mask_ (N, ...) holds 0 or 1/(1-rate)
 // and is reused by backward: dx = dy * mask. Draws come from the layer's own
-// seeded generator (split off the model's), so a seed fixes every mask.
+// seeded generator (split off the model's), so a seed fixes every mask; each
+// 64-bit draw decides two units (32 bits each).
 #pragma once
 
 #include "kitnn/layers/layer.hpp"
+
+#include <cmath>
+#include <cstdint>
 
 namespace kitnn {
 
@@ -38,10 +42,18 @@ public:
         const Eigen::Index n = x.size();
         mask_.resize(n);
         const T scale = T(1.0 / (1.0 - rate_));
-        // Compare 53-bit uniforms with the keep probability; one draw per unit.
-        const double keep = 1.0 - rate_;
-        for (Eigen::Index i = 0; i < n; ++i) mask_[i] = rng_.uniform() < keep ? scale : T(0);
-        as_vector(y) = as_vector(x).cwiseProduct(mask_);
+        // Each 64-bit draw decides two units: a unit is kept when its 32-bit half is
+        // below keep * 2^32 (a keep probability exact to 2^-32).
+        const auto threshold = std::uint64_t(std::ldexp(1.0 - rate_, 32));
+        const T* xs = x.data();
+        T* ys = y.data();
+        std::uint64_t bits = 0;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            if (i % 2 == 0) bits = rng_.next();
+            else bits >>= 32;
+            mask_[i] = (bits & 0xffffffffu) < threshold ? scale : T(0);
+            ys[i] = xs[i] * mask_[i];
+        }
     }
     void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>& dy,
                   Tensor<T>* dx) override {

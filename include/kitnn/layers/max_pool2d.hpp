@@ -43,6 +43,10 @@ public:
             const T* plane = x.data() + nc * H * W;
             T* out = y.data() + nc * oh_ * ow_;
             std::int32_t* am = argmax_.data() + nc * oh_ * ow_;
+            if (ph_ == 2 && pw_ == 2 && sh_ == 2 && sw_ == 2) {  // the common case, unrolled
+                pool_2x2(plane, W, out, am);
+                return;
+            }
             for (Eigen::Index oh = 0; oh < oh_; ++oh)
                 for (Eigen::Index ow = 0; ow < ow_; ++ow) {
                     Eigen::Index best = (oh * sh_) * W + ow * sw_;
@@ -88,6 +92,25 @@ protected:
     }
 
 private:
+    // 2x2 windows, stride 2, of one plane: the same result as the general loop
+    // (first maximum in row-major order wins), without its index arithmetic.
+    void pool_2x2(const T* plane, Eigen::Index W, T* out, std::int32_t* am) const {
+        for (Eigen::Index oh = 0; oh < oh_; ++oh) {
+            const T* r0 = plane + 2 * oh * W;
+            const T* r1 = r0 + W;
+            for (Eigen::Index ow = 0; ow < ow_; ++ow) {
+                const Eigen::Index j = 2 * ow;
+                T m = r0[j];
+                Eigen::Index best = j;
+                if (r0[j + 1] > m) m = r0[j + 1], best = j + 1;
+                if (r1[j] > m) m = r1[j], best = W + j;
+                if (r1[j + 1] > m) m = r1[j + 1], best = W + j + 1;
+                out[oh * ow_ + ow] = m;
+                am[oh * ow_ + ow] = std::int32_t(2 * oh * W + best);
+            }
+        }
+    }
+
     int ph_, pw_, sh_, sw_;
     Eigen::Index oh_ = 0, ow_ = 0;
     std::vector<std::int32_t> argmax_;  // (N, C, OH, OW)

@@ -41,17 +41,20 @@ public:
         const T lr_t = T(o_.lr * std::sqrt(1 - std::pow(o_.beta2, t)) / (1 - std::pow(o_.beta1, t)));
         const T b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.epsilon), wd = T(o_.weight_decay);
         for (size_t i = 0; i < params.size(); ++i) {
-            auto w = as_vector(params[i]->value);
-            auto g = as_vector(params[i]->grad);
-            auto& m = m_[i];
-            auto& v = v_[i];
-            const Eigen::Index n = w.size();
-            for (Eigen::Index k = 0; k < n; ++k) {
-                const T gk = g[k] + wd * w[k];
-                m[k] = b1 * m[k] + (1 - b1) * gk;
-                v[k] = b2 * v[k] + (1 - b2) * gk * gk;
-                w[k] -= lr_t * m[k] / (std::sqrt(v[k]) + eps);
-            }
+            auto wv = as_vector(params[i]->value);
+            auto gv = as_vector(params[i]->grad);
+            auto w = wv.array();
+            auto g = gv.array();
+            auto m = m_[i].array();
+            auto v = v_[i].array();
+            // Whole-array expressions: Eigen vectorises each line into one pass.
+            auto update = [&](const auto& gk) {
+                m = b1 * m + (1 - b1) * gk;
+                v = b2 * v + (1 - b2) * gk * gk;
+                w -= lr_t * m / (v.sqrt() + eps);
+            };
+            if (wd > 0) update(g + wd * w);  // w changes only in the last line
+            else update(g);
         }
     }
     double learning_rate() const override { return o_.lr; }

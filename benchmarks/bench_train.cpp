@@ -1,0 +1,159 @@
+// kitnn_bench_train — training throughput of a zoo model on MNIST, measured like
+// the PyTorch peer (shared/peers/torch_mnist.py) so the two can be compared:
+//
+//   kitnn_bench_train --model keck --threads 2 --data DIR --epochs 1 [--limit N] [--json]
+//
+// Same data split as the peer: --limit keeps the first N training images, then the
+// last 20 % of those are the validation split and the first 80 % are trained on
+// (48,000 images without --limit). One epoch = a shuffled pass in batches of 100;
+// the timed step is: gather the batch, forward (training mode), fused softmax +
+// cross-entropy, zero_grad, backward, Adam step. Loading the data is not timed.
+// --json prints one line per epoch with the peer's fields (model, params, threads,
+// train_images, epoch_s, images_per_s, ...) plus peak_rss_mb (getrusage).
+#include <kitnn/data/idx.hpp>
+#include <kitnn/kitnn.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+#include <vector>
+
+using namespace kitnn;
+
+namespace {
+
+double peak_rss_mb() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+std::string num(double v, int decimals) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", decimals, v);
+    return b;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"kitnn training throughput on MNIST (images/s of full training steps)"};
+    std::string model = "keck";
+    int threads = 2, epochs = 1, batch = 100;
+    long limit = 0;
+    double val_split = 0.2;
+    std::uint64_t seed = 1;
+    bool json = false;
+    const char* env_dir = std::getenv("KITNN_MNIST_DIR");
+    std::string data = env_dir ? env_dir : "";
+    app.add_option("--model", model, "network from the zoo")
+        ->check(CLI::IsMember(zoo::mnist_models()))
+        ->capture_default_str();
+    app.add_option("--threads", threads, "OpenMP / Eigen threads")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    app.add_option("--data", data, "directory with the MNIST IDX files (default $KITNN_MNIST_DIR)")
+        ->check(CLI::ExistingDirectory);
+    app.add_option("--epochs", epochs, "epochs to time")->check(CLI::Range(1, 1000))->capture_default_str();
+    app.add_option("--limit", limit, "use only the first N training images (0 = all)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 100000))->capture_default_str();
+    app.add_option("--val-split", val_split, "fraction held out (as the peer)")
+        ->check(CLI::Range(0.0, 0.99))
+        ->capture_default_str();
+    app.add_option("--seed", seed, "seed for weights, dropout and shuffling")->capture_default_str();
+    app.add_flag("--json", json, "one JSON line per epoch");
+    try {
+        app.parse(argc, argv);
+        if (data.empty()) throw CLI::RequiredError("--data (or $KITNN_MNIST_DIR)");
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);  // prints help or the error message
+        return e.get_exit_code() == int(CLI::ExitCodes::Success) ? rc : 2;
+    }
+
+    set_threads(threads);
+    data::Mnist mnist;
+    try {
+        mnist = data::load_mnist(data);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "kitnn_bench_train: %s\n", e.what());
+        return 1;
+    }
+    mnist.test = {};  // not needed: keep the resident size to the training data
+
+    // The peer's split: first `limit` images, of which the last val_split are held out.
+    const Eigen::Index total = limit ? std::min<Eigen::Index>(limit, mnist.train.size())
+                                     : mnist.train.size();
+    const Eigen::Index n_val = Eigen::Index(double(total) * val_split);
+    const Eigen::Index n_train = total - n_val;
+    const Eigen::Index per_image = 28 * 28;
+    if (n_train < 1) {
+        std::fprintf(stderr, "kitnn_bench_train: no training images left (limit %ld)\n", limit);
+        return 2;
+    }
+
+    Sequential<float> net = zoo::mnist_model<float>(model, seed);
+    Adam<float> adam;
+    SoftmaxCrossEntropy<float> loss;
+    const auto params = net.params();
+    Rng shuffle_rng(seed + 1);
+    std::vector<Eigen::Index> order(static_cast<size_t>(n_train));
+    Tensor<float> xb, dlogits;
+    std::vector<std::uint8_t> yb;
+
+    if (!json)
+        std::printf("model %s (%ld params), %d thread(s), %ld training images, batch %d\n",
+                    model.c_str(), long(net.param_count()), threads, long(n_train), batch);
+    for (int epoch = 1; epoch <= epochs; ++epoch) {
+        std::iota(order.begin(), order.end(), Eigen::Index(0));
+        for (size_t i = order.size(); i > 1; --i)  // Fisher–Yates
+            std::swap(order[i - 1], order[shuffle_rng.below(i)]);
+
+        const auto t0 = std::chrono::steady_clock::now();
+        double loss_sum = 0;
+        std::int64_t correct = 0;
+        for (Eigen::Index s = 0; s < n_train; s += batch) {
+            const Eigen::Index b = std::min<Eigen::Index>(batch, n_train - s);
+            if (xb.dimension(0) != b) xb.resize(b, 1, 28, 28);
+            yb.resize(size_t(b));
+            for (Eigen::Index i = 0; i < b; ++i) {
+                const Eigen::Index k = order[size_t(s + i)];
+                std::copy_n(mnist.train.images.data() + k * per_image, per_image,
+                            xb.data() + i * per_image);
+                yb[size_t(i)] = mnist.train.labels[size_t(k)];
+            }
+            const Tensor<float>& logits = net.forward(xb, /*training=*/true);
+            loss_sum += loss.forward(logits, yb.data()) * double(b);
+            correct += loss.correct();
+            net.zero_grad();
+            loss.backward(dlogits);
+            net.backward(dlogits);
+            adam.step(params);
+        }
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+        const double ips = double(n_train) / dt;
+        if (json) {
+            std::printf(
+                "{\"peer\": \"kitnn\", \"model\": \"%s\", \"params\": %ld, \"threads\": %d, "
+                "\"epoch\": %d, \"train_images\": %ld, \"epoch_s\": %s, \"images_per_s\": %s, "
+                "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s}\n",
+                model.c_str(), long(net.param_count()), threads, epoch, long(n_train),
+                num(dt, 3).c_str(), num(ips, 1).c_str(), num(loss_sum / double(n_train), 4).c_str(),
+                num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str());
+        } else {
+            std::printf("epoch %d: %.3f s, %.1f images/s, loss %.4f, train acc %.4f, peak RSS %.1f MB\n",
+                        epoch, dt, ips, loss_sum / double(n_train), double(correct) / double(n_train),
+                        peak_rss_mb());
+        }
+        std::fflush(stdout);
+    }
+    return 0;
+}
