@@ -34,4 +34,10 @@ build/examples/mnist_export --data "$data" --out "$out/examples" --count 20
 build/examples/mnist_train --data "$data" --out "$out" "$@"
 echo
 echo "Classifying the 20 example digits with $out/best.kitnn:"
-build/examples/mnist_apply --model "$out/best.kitnn" "$out"/examples/example_input_{0..19}.png
+build/examples/mnist_apply --model "$out/best.kitnn" "$out"/examples/example_input_{0..19}.png \
+  | tee "$out/apply.txt"
+# Score the 20 predictions against example_labels.csv (file,label).
+awk -F'[,:( ]+' 'NR == FNR { if (FNR > 1) label[$1] = $2; next }
+  { n = split($1, p, "/"); f = p[n]; total++; if (label[f] == $2) right++ }
+  END { printf "example digits: %d of %d classified correctly\n", right, total }' \
+  "$out/examples/example_labels.csv" "$out/apply.txt"
