@@ -262,6 +262,20 @@ TEST_CASE("IDX errors: wrong magic, truncated, trailing bytes, count mismatch", 
     }
 }
 
+TEST_CASE("IDX errors name the element type a wrong file really has", "[idx]") {
+    TempDir dir;
+    const std::pair<std::uint8_t, const char*> types[] = {
+        {0x09, "signed bytes"}, {0x0B, "int16"}, {0x0C, "int32"}, {0x0D, "float32"}, {0x0E, "float64"}};
+    for (auto& t : types) {
+        // magic 00 00 TT 03, dims 1 x 1 x 1, then one element (at most 8 bytes)
+        write_file(dir / "typed.idx", Bytes{0, 0, t.first, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1,
+                                            0, 0, 0, 0, 0, 0, 0, 0});
+        const std::string e = read_error(dir / "typed.idx");
+        INFO(e);
+        CHECK_THAT(e, Contains(std::string("IDX ") + t.second + ", 3 dims"));
+    }
+}
+
 TEST_CASE("IDX errors: zero and absurd dimensions, without allocating them", "[idx]") {
     TempDir tmp;
     SECTION("zero count / zero rows") {
@@ -378,7 +392,7 @@ TEST_CASE("find_mnist_dir / load_mnist: finding the files, and saying how to get
     }
 }
 
-TEST_CASE("real MNIST (needs KITNN_MNIST_DIR)", "[idx][mnist]") {
+TEST_CASE("real MNIST (needs KITNN_MNIST_DIR)", "[.][idx][mnist]") {
     if (!std::getenv("KITNN_MNIST_DIR")) {
         WARN("KITNN_MNIST_DIR not set: real-MNIST check skipped");
         return;

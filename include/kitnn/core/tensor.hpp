@@ -10,6 +10,7 @@
 #include <unsupported/Eigen/CXX11/Tensor>
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <sstream>
@@ -86,7 +87,7 @@ struct ShapeError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Per-sample shape of a batch tensor, interpreted with `like`'s rank.
+// A batch tensor's dimensions for error messages: "(N=5: 4,13,13)".
 template <class T>
 inline std::string batch_str(const Tensor<T>& x) {
     std::ostringstream s;

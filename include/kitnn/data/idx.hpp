@@ -85,7 +85,9 @@ inline int idx_element_size(std::uint32_t type) {
 inline std::string describe_magic(std::uint32_t m) {
     const std::uint32_t type = (m >> 8) & 0xff, nd = m & 0xff;
     if ((m >> 16) != 0 || idx_element_size(type) == 0 || nd == 0) return "not an IDX header";
-    static const char* names[] = {"unsigned bytes", "signed bytes", "?", "?", "int16",
+    // indexed by type - 0x08: 0x08 ubyte, 0x09 byte, (0x0A unused), 0x0B short, 0x0C int,
+    // 0x0D float, 0x0E double
+    static const char* names[] = {"unsigned bytes", "signed bytes", "?", "int16",
                                   "int32", "float32", "float64"};
     return std::string("IDX ") + names[type - 0x08] + ", " + std::to_string(nd) +
            (nd == 1 ? " dim" : " dims");

@@ -20,7 +20,14 @@ namespace kitnn {
 
 template <class T>
 std::unique_ptr<Layer<T>> make_layer(const std::string& type, const Config& c) {
-    auto i = [&](const char* k) { return int(c.integer(k)); };
+    // Every integer hyperparameter is range-checked before it is narrowed to int.
+    auto i = [&](const char* k) {
+        const long long v = c.integer(k);
+        if (v < 0 || v > (1 << 24))
+            throw std::runtime_error("hyperparameter '" + std::string(k) + "' = " +
+                                     std::to_string(v) + " is out of range");
+        return int(v);
+    };
     if (type == "Conv2D")
         return std::make_unique<Conv2D<T>>(i("filters"), std::array<int, 2>{i("kernel_h"), i("kernel_w")},
                                            activation_from_string(c.str("activation")),
@@ -40,29 +47,38 @@ std::unique_ptr<Layer<T>> make_layer(const std::string& type, const Config& c) {
                              "' (written by a newer kitnn, or not a kitnn model)");
 }
 
-// How many weights a layer of `type` with `c` will allocate for input `in`, computed
-// from the hyperparameters alone. The model loader compares it with the bytes left
-// in the file BEFORE building the layer, so a crafted "units = 2^40" cannot make it
-// allocate terabytes. Returns -1 when the numbers are out of any sane range.
-inline std::int64_t weights_needed(const std::string& type, const Config& c, const Shape& in) {
-    constexpr std::int64_t kMax = std::int64_t(1) << 40;
-    auto get = [&](const char* k) {
+// Checks, from the hyperparameters alone and BEFORE the layer is built, that a
+// layer read from a file stays within sane bounds: the weights it will allocate must
+// fit in `bytes_left` (the rest of the file), and a convolution's kernel must fit in
+// its (padded) input, which also bounds its im2col workspace. A crafted
+// "units = 2^40" or a 1024x1024 kernel on a 28x28 image is refused without
+// allocating. Returns an empty string when fine, else what is wrong.
+inline std::string check_layer_limits(const std::string& type, const Config& c, const Shape& in,
+                                      std::uint64_t bytes_left, size_t scalar_size) {
+    using I = __int128;  // products of three 2^24 factors cannot overflow
+    auto get = [&](const char* k) -> I {
         const long long v = c.integer(k);
-        return (v < 1 || v > (1 << 24)) ? -1 : std::int64_t(v);
+        return (v < 1 || v > (1 << 24)) ? -1 : I(v);
     };
+    I weights = 0;
     if (type == "Conv2D") {
-        const auto f = get("filters"), kh = get("kernel_h"), kw = get("kernel_w");
-        if (f < 0 || kh < 0 || kw < 0 || in.dims.empty()) return -1;
-        const std::int64_t n = f * (in.c() * kh * kw + 1);
-        return n > kMax ? -1 : n;
+        const I f = get("filters"), kh = get("kernel_h"), kw = get("kernel_w");
+        if (f < 0 || kh < 0 || kw < 0) return "filters and kernel must be in 1..2^24";
+        if (!in.is_image()) return "needs an image input, got " + in.str();
+        if (kh > in.h() || kw > in.w())
+            return "kernel " + std::to_string(int(kh)) + "x" + std::to_string(int(kw)) +
+                   " is larger than its input " + in.str();
+        weights = f * (I(in.c()) * kh * kw + 1);
+    } else if (type == "Dense") {
+        const I u = get("units");
+        if (u < 0) return "units must be in 1..2^24";
+        weights = u * (I(in.size()) + 1);
     }
-    if (type == "Dense") {
-        const auto u = get("units");
-        if (u < 0) return -1;
-        const std::int64_t n = u * (in.size() + 1);
-        return n > kMax ? -1 : n;
-    }
-    return 0;
+    if (weights * I(scalar_size) > I(bytes_left))
+        return "its hyperparameters need " + std::to_string(static_cast<long long>(
+                   std::min<I>(weights, I(1) << 62))) +
+               " weights, more than the " + std::to_string(bytes_left) + " bytes left in the file";
+    return "";
 }
 
 }  // namespace kitnn

@@ -26,6 +26,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fcntl.h>
 #include <fstream>
 #include <iterator>
@@ -42,6 +43,12 @@ struct ModelFileError : std::runtime_error {
 
 constexpr char kModelMagic[8] = {'K', 'I', 'T', 'N', 'N', 'M', 'O', 'D'};
 constexpr std::uint32_t kModelFormatVersion = 1;
+
+// Loader limits against crafted files (see docs/model-format.md): far above any real
+// model (VGG-16: 138 M weights, 553 MB; its activations ~15 M values per image).
+constexpr std::uint64_t kMaxModelFileBytes = std::uint64_t(4) << 30;
+constexpr std::uint32_t kMaxLayers = 4096;
+constexpr std::int64_t kMaxValuesPerSample = std::int64_t(1) << 26;  // all layer outputs
 
 using Metadata = std::map<std::string, std::string>;
 
@@ -161,8 +168,12 @@ inline void write_file_atomic(const std::string& path, const std::vector<char>& 
         }
         done += size_t(k);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        const std::string err = std::strerror(errno);
+    // Always close, even when fsync fails (fit() may retry every epoch: no fd leak).
+    const int sync_rc = ::fsync(fd);
+    const int sync_errno = errno;
+    const int close_rc = ::close(fd);
+    if (sync_rc != 0 || close_rc != 0) {
+        const std::string err = std::strerror(sync_rc != 0 ? sync_errno : errno);
         std::remove(tmp.c_str());
         throw ModelFileError(path + ": cannot flush " + tmp + ": " + err);
     }
@@ -237,14 +248,18 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
         throw ModelFileError(path + ": truncated: only " + std::to_string(bytes.size()) + " bytes");
     detail::ByteReader r(bytes, bytes.size() - 4, path);
     const std::uint32_t version = r.u32();
-    if (version > kModelFormatVersion || version == 0)
-        throw ModelFileError(path + ": model format version " + std::to_string(version) +
-                             " is not supported by this kitnn (it reads versions 1 to " +
-                             std::to_string(kModelFormatVersion) + "); upgrade kitnn");
     std::uint32_t stored = 0;
     for (int i = 0; i < 4; ++i)
         stored |= std::uint32_t(static_cast<unsigned char>(bytes[bytes.size() - 4 + i])) << (8 * i);
-    if (stored != detail::crc32_of(bytes.data(), bytes.size() - 4))
+    const bool crc_ok = stored == detail::crc32_of(bytes.data(), bytes.size() - 4);
+    // The version comes first: a newer file may lay out (or checksum) the rest differently.
+    if (version > kModelFormatVersion || version == 0)
+        throw ModelFileError(path + ": model format version " + std::to_string(version) +
+                             " is not supported by this kitnn (it reads versions 1 to " +
+                             std::to_string(kModelFormatVersion) + ")" +
+                             (crc_ok || version == 0 ? std::string("; upgrade kitnn")
+                                                     : "; the file may also be corrupted"));
+    if (!crc_ok)
         throw ModelFileError(path + ": checksum mismatch: the file is corrupted or truncated");
     const std::uint32_t scalar = r.u32();
     if (scalar != sizeof(T))
@@ -265,9 +280,12 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
         dims.push_back(d);
     }
     const Shape input(std::move(dims));
-    if (input.size() > (1 << 26)) r.fail("input shape " + input.str() + " is too large");
+    if (input.size() > kMaxValuesPerSample) r.fail("input shape " + input.str() + " is too large");
     Sequential<T> model{input};
     const std::uint32_t nlayers = r.u32();
+    if (nlayers > kMaxLayers)
+        r.fail(std::to_string(nlayers) + " layers (more than " + std::to_string(kMaxLayers) + ")");
+    std::int64_t activations = input.size();  // values per sample over all layer outputs
     for (std::uint32_t li = 0; li < nlayers; ++li) {
         const std::string where = "layer " + std::to_string(li);
         const std::string type = r.str("a layer type");
@@ -278,17 +296,15 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
             cfg.set(k, r.str("a hyperparameter value"));
         }
         try {
-            // Refuse hyperparameters whose weights the file cannot hold, before allocating.
-            const std::int64_t need = weights_needed(type, cfg, model.output_shape());
-            if (need < 0 || std::uint64_t(need) * sizeof(T) > r.remaining())
-                r.fail(where + " (" + type + "): its hyperparameters need " +
-                       (need < 0 ? std::string("an absurd number of") : std::to_string(need)) +
-                       " weights, more than the " + std::to_string(r.remaining()) +
-                       " bytes left in the file");
+            // Refuse what the file cannot back, before the layer allocates anything.
+            const std::string why =
+                check_layer_limits(type, cfg, model.output_shape(), r.remaining(), sizeof(T));
+            if (!why.empty()) r.fail(where + " (" + type + "): " + why);
             model.add(make_layer<T>(type, cfg));
-            if (model.output_shape().size() > (1 << 26))
+            activations += model.output_shape().size();
+            if (model.output_shape().size() > kMaxValuesPerSample || activations > kMaxValuesPerSample)
                 r.fail(where + " (" + type + "): output shape " + model.output_shape().str() +
-                       " is too large");
+                       " makes the activations of one sample too large");
         } catch (const ModelFileError&) {
             throw;
         } catch (const std::exception& e) {
@@ -321,10 +337,25 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
 
 template <class T>
 Sequential<T> load_model(const std::string& path, Metadata* meta = nullptr) {
+    // A regular file of sane size only: /dev/zero or a FIFO must not be read forever.
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status))
+        throw ModelFileError(path + ": cannot open: no such file");
+    if (!std::filesystem::is_regular_file(status))
+        throw ModelFileError(path + ": not a regular file");
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) throw ModelFileError(path + ": cannot read its size: " + ec.message());
+    if (size > kMaxModelFileBytes)
+        throw ModelFileError(path + ": " + std::to_string(size) + " bytes is larger than any model (limit " +
+                             std::to_string(kMaxModelFileBytes) + ")");
     std::ifstream f(path, std::ios::binary);
     if (!f) throw ModelFileError(path + ": cannot open: " + std::strerror(errno));
-    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (f.bad()) throw ModelFileError(path + ": read error");
+    std::vector<char> bytes(static_cast<size_t>(size));
+    f.read(bytes.data(), std::streamsize(size));
+    if (size_t(f.gcount()) != bytes.size())
+        throw ModelFileError(path + ": read error (got " + std::to_string(f.gcount()) + " of " +
+                             std::to_string(size) + " bytes)");
     return deserialize_model<T>(bytes, path, meta);
 }
 

@@ -57,6 +57,7 @@ public:
         layers_.push_back(std::move(layer));
         acts_.emplace_back();
         grads_.emplace_back();
+        for (auto* p : layers_.back()->params()) params_.push_back(p);
         return *layers_.back();
     }
 
@@ -94,10 +95,11 @@ public:
     }
 
     void zero_grad() {
-        for (auto* p : params()) p->grad.setZero();
+        for (auto* p : params_) p->grad.setZero();
     }
 
-    // Class probabilities (N, K) in eval mode (no dropout), in batches of `batch`.
+    // Class probabilities (N, K) in eval mode (no dropout), in batches of `batch`:
+    // softmax of the logits, or the model's own output when it ends in Softmax.
     Tensor<T> predict(const Tensor<T>& x, Eigen::Index batch = 256) {
         if (!matches(x, input_))  // before copying input_.size() values per sample out of x
             throw ShapeError("model input: expected " + input_.str() + ", got " + batch_str(x));
@@ -106,6 +108,7 @@ public:
         const Shape out = output_shape();
         Tensor<T> probs(N, out.chw()[0], out.chw()[1], out.chw()[2]);
         const Eigen::Index per_in = input_.size(), per_out = out.size();
+        const bool ends_in_softmax = layers_.back()->type() == "Softmax";
         Tensor<T> chunk;
         for (Eigen::Index s = 0; s < N; s += batch) {
             const Eigen::Index b = std::min(batch, N - s);
@@ -113,18 +116,16 @@ public:
             std::copy(x.data() + s * per_in, x.data() + (s + b) * per_in, chunk.data());
             const Tensor<T>& z = forward(chunk, false);
             MatMap<T> P(probs.data() + s * per_out, b, per_out);
-            softmax_rows<T>(as_matrix(z), P);
+            if (ends_in_softmax) P = as_matrix(z);  // already probabilities
+            else softmax_rows<T>(as_matrix(z), P);
         }
         input_ptr_ = nullptr;  // chunk dies here
         return probs;
     }
 
-    std::vector<Param<T>*> params() {
-        std::vector<Param<T>*> all;
-        for (auto& l : layers_)
-            for (auto* p : l->params()) all.push_back(p);
-        return all;
-    }
+    // Every trainable tensor, in layer order. Collected once in add(), so the
+    // training step (zero_grad, optimizer) does not build a new list every batch.
+    const std::vector<Param<T>*>& params() { return params_; }
     std::int64_t param_count() {
         std::int64_t n = 0;
         for (auto& l : layers_) n += l->param_count();
@@ -211,6 +212,7 @@ private:
     std::vector<Tensor<T>> acts_;   // acts_[i]: output of layer i, (N, ...)
     std::vector<Tensor<T>> grads_;  // grads_[i]: dL/d acts_[i], (N, ...)
     const Tensor<T>* input_ptr_ = nullptr;
+    std::vector<Param<T>*> params_;  // all layers' parameters, in order
 };
 
 }  // namespace kitnn

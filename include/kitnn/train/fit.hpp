@@ -36,6 +36,18 @@ struct LabelledView {
     const std::vector<std::uint8_t>* labels = nullptr;
     Eigen::Index begin = 0, end = 0;  // the samples [begin, end) are used
     Eigen::Index size() const { return end - begin; }
+
+    // Throws unless [begin, end) lies inside both the images and the labels.
+    void validate(const char* what) const {
+        if (size() == 0) return;
+        if (!images || !labels || begin < 0 || end < begin || end > images->dimension(0) ||
+            end > Eigen::Index(labels->size()))
+            throw std::invalid_argument(
+                std::string(what) + ": samples [" + std::to_string(begin) + ", " +
+                std::to_string(end) + ") are outside the data (" +
+                std::to_string(images ? images->dimension(0) : 0) + " images, " +
+                std::to_string(labels ? labels->size() : 0) + " labels)");
+    }
 };
 
 struct EvalResult {
@@ -80,6 +92,7 @@ void gather_batch(const LabelledView& src, const std::vector<Eigen::Index>& idx,
 // Mean loss and accuracy in eval mode (no dropout), in batches.
 template <class T>
 EvalResult evaluate(Sequential<T>& model, const LabelledView& data, Eigen::Index batch = 500) {
+    data.validate("evaluate");
     SoftmaxCrossEntropy<T> ce;
     Tensor<T> x;
     std::vector<std::uint8_t> y;
@@ -140,6 +153,8 @@ std::vector<EpochStats> fit(Sequential<T>& model, Optimizer<T>& opt, const Label
     if (o.epochs < 1) throw std::invalid_argument("fit: epochs must be >= 1");
     if (o.batch < 1) throw std::invalid_argument("fit: batch must be >= 1");
     if (train.size() < 1) throw std::invalid_argument("fit: no training samples");
+    train.validate("fit (training data)");
+    val.validate("fit (validation data)");
     std::ostream& out = *o.out;
     const bool tty = o.progress == 1 || (o.progress == -1 && ::isatty(STDOUT_FILENO) &&
                                          o.out == &std::cout);
