@@ -420,3 +420,15 @@ TEST_CASE("initial weights: seeded, Glorot-uniform within bounds, zero biases", 
     CHECK(max_w <= std::sqrt(6.0 / 50));
     CHECK(max_w > 0.99 * std::sqrt(6.0 / 50));
 }
+
+TEST_CASE("an empty batch flows through every layer of the zoo models", "[model]") {
+    for (const auto& name : kitnn::zoo::mnist_models()) {
+        auto m = kitnn::zoo::mnist_model<float>(name);
+        kitnn::Tensor<float> x(0, 1, 28, 28);
+        const auto& y = m.forward(x, true);
+        CHECK(y.dimension(0) == 0);
+        kitnn::Tensor<float> dy(0, 10, 1, 1);
+        m.zero_grad();
+        CHECK_NOTHROW(m.backward(dy));
+    }
+}

@@ -76,6 +76,7 @@ public:
         this->check_input(x);
         const Eigen::Index N = x.dimension(0), P = oh_ * ow_;
         ensure(y, N, this->out_);
+        if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk_);
@@ -104,6 +105,7 @@ public:
                   Tensor<T>* dx) override {
         const Eigen::Index N = dy.dimension(0), P = oh_ * ow_;
         if (dx) ensure(*dx, N, this->in_);
+        if (N == 0) return;
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk_);
@@ -127,7 +129,16 @@ public:
                         std::copy(g, g + P, dst);
                 }
             for (Eigen::Index i = 0; i < cn; ++i) im2col(x, n0 + i, col.data() + i * P, NP);
-            w.dW.noalias() += dym * col.transpose();
+            if (filters_ * ckk_ <= kDirectDW) {
+                // Tiny layers (keck: 4 filters x 4 taps): dW is a handful of dot
+                // products over thousands of columns. Eigen's GEMM packs both
+                // operands into panels built for wide M and N and spent ~30x the
+                // forward product on this shape; the dots stream the rows once each.
+                for (Eigen::Index f = 0; f < filters_; ++f)
+                    for (Eigen::Index r = 0; r < ckk_; ++r) w.dW(f, r) += dym.row(f).dot(col.row(r));
+            } else {
+                w.dW.noalias() += dym * col.transpose();
+            }
             w.db += dym.rowwise().sum();
             if (!dx) return;
             col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
@@ -173,6 +184,8 @@ private:
     // kChunkElems elements (at least one), then evened out so the chunks split into
     // whole rounds of threads (6 chunks of 17 images on 2 threads, not 5 of 20).
     static constexpr Eigen::Index kChunkElems = Eigen::Index(1) << 17;  // 512 KB of float
+    // Up to this many kernel weights (F * CKK), dW is computed as dot products.
+    static constexpr Eigen::Index kDirectDW = 64;
     struct Plan {
         Eigen::Index chunk, chunks;  // images per chunk, number of chunks
         int threads;                 // threads running the chunks
@@ -230,11 +243,12 @@ private:
                             continue;
                         }
                         const T* row = plane + ih * W + kj - pl_;  // row[ow * stride_]
-                        std::fill(d, d + ow0, T(0));
+                        // Most rows need no padding: skip the (library call) fills then.
+                        if (ow0 > 0) std::fill(d, d + ow0, T(0));
                         if (stride_ == 1) std::copy(row + ow0, row + ow1, d + ow0);
                         else
                             for (Eigen::Index ow = ow0; ow < ow1; ++ow) d[ow] = row[ow * stride_];
-                        std::fill(d + ow1, d + ow_, T(0));
+                        if (ow1 < ow_) std::fill(d + ow1, d + ow_, T(0));
                     }
                 }
     }
@@ -257,7 +271,10 @@ private:
                         if (ih < 0 || ih >= H) continue;
                         T* row = plane + ih * W + kj - pl_;  // row[ow * stride_]
                         const T* s = src + oh * ow_;
-                        for (Eigen::Index ow = ow0; ow < ow1; ++ow) row[ow * stride_] += s[ow];
+                        if (stride_ == 1)  // a contiguous loop GCC vectorises (the strided one not)
+                            for (Eigen::Index ow = ow0; ow < ow1; ++ow) row[ow] += s[ow];
+                        else
+                            for (Eigen::Index ow = ow0; ow < ow1; ++ow) row[ow * stride_] += s[ow];
                     }
                 }
     }

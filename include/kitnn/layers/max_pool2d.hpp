@@ -93,20 +93,27 @@ protected:
 
 private:
     // 2x2 windows, stride 2, of one plane: the same result as the general loop
-    // (first maximum in row-major order wins), without its index arithmetic.
+    // (first maximum in row-major order wins), without branches. The old if-chain
+    // mispredicted on every other window (the winner among random activations is
+    // random) and made this layer cost as much as a convolution. Here m is the plain
+    // max and the winner's position pos in 0..3 (row-major in the window) is the
+    // first of the four equal to m, computed with 0/1 arithmetic so that no branch
+    // is left and GCC can vectorise the loop.
     void pool_2x2(const T* plane, Eigen::Index W, T* out, std::int32_t* am) const {
+        const std::int32_t w = std::int32_t(W);
         for (Eigen::Index oh = 0; oh < oh_; ++oh) {
             const T* r0 = plane + 2 * oh * W;
             const T* r1 = r0 + W;
+            T* o = out + oh * ow_;
+            std::int32_t* a = am + oh * ow_;
+            const std::int32_t base = std::int32_t(2 * oh * W);
             for (Eigen::Index ow = 0; ow < ow_; ++ow) {
-                const Eigen::Index j = 2 * ow;
-                T m = r0[j];
-                Eigen::Index best = j;
-                if (r0[j + 1] > m) m = r0[j + 1], best = j + 1;
-                if (r1[j] > m) m = r1[j], best = W + j;
-                if (r1[j + 1] > m) m = r1[j + 1], best = W + j + 1;
-                out[oh * ow_ + ow] = m;
-                am[oh * ow_ + ow] = std::int32_t(2 * oh * W + best);
+                const T t0 = r0[2 * ow], t1 = r0[2 * ow + 1], b0 = r1[2 * ow], b1 = r1[2 * ow + 1];
+                const T m = std::max(std::max(t0, t1), std::max(b0, b1));
+                const std::int32_t pos =
+                    std::int32_t(t0 != m) * (1 + std::int32_t(t1 != m) * (1 + std::int32_t(b0 != m)));
+                o[ow] = m;
+                a[ow] = base + std::int32_t(2 * ow) + (pos & 1) + (pos >> 1) * w;
             }
         }
     }
