@@ -25,10 +25,56 @@ struct ImageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Largest image load_grey decodes (8192 x 8192): far above any digit drawing or photo,
+// and it bounds what a corrupt header can make the decoder allocate.
+constexpr long long kMaxImagePixels = 1LL << 26;
+
 struct GreyImage {
     int width = 0, height = 0;
     std::vector<float> pixels;  // row-major, height * width values in [0,1]; 0 = black, 1 = white
 };
+
+namespace detail {
+// The libstb-dev of Debian 12 (stb_image 2.27) trusts the code counts of a JPEG
+// Huffman table (DHT): counts summing past 256 overrun the decoder's 257-entry tables
+// with bytes from the file (heap corruption; upstream nothings/stb#1289 and #1291,
+// found here by tests/fuzz). Until the distributions ship a fixed stb, load_grey
+// walks a JPEG's marker segments itself and refuses such a file before stb sees it.
+// Returns "" when `f` is not a JPEG or its tables are fine, else the reason; the
+// caller rewinds `f`.
+inline std::string check_jpeg_huffman_tables(std::FILE* f) {
+    auto get = [f] { return std::fgetc(f); };
+    if (get() != 0xFF || get() != 0xD8) return "";  // not a JPEG
+    for (;;) {
+        int c = get();
+        if (c == EOF) return "";
+        if (c != 0xFF) continue;  // entropy-coded data between markers
+        do c = get(); while (c == 0xFF);  // fill bytes
+        if (c == EOF || c == 0xD9) return "";  // end of file / end of image
+        if (c == 0x00 || c == 0x01 || (c >= 0xD0 && c <= 0xD7)) continue;  // stuffing, TEM, RSTn
+        const int hi = get(), lo = get();
+        if (hi == EOF || lo == EOF) return "";
+        long left = ((long(hi) << 8) | lo) - 2;  // segment length without its 2 length bytes
+        if (c != 0xC4) {
+            if (left > 0 && std::fseek(f, left, SEEK_CUR) != 0) return "";
+            continue;
+        }
+        while (left > 0) {  // DHT: tables of (class/id, 16 counts, sum(counts) values)
+            if (get() == EOF) return "";
+            long codes = 0;
+            for (int i = 0; i < 16; ++i) {  // stb reads past the end as zeros: so do we
+                const int k = get();
+                if (k != EOF) codes += k;
+            }
+            if (codes > 256)
+                return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) +
+                       " codes (at most 256)";
+            if (std::fseek(f, codes, SEEK_CUR) != 0) return "";
+            left -= 17 + codes;
+        }
+    }
+}
+}  // namespace detail
 
 // Loads an image file as greyscale in [0,1].
 //  * Colour is converted with the ITU-R BT.601 luma weights 0.299 R + 0.587 G + 0.114 B
@@ -44,8 +90,18 @@ inline GreyImage load_grey(const std::string& path) {
     errno = 0;
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!f) throw ImageError(path + ": cannot open: " + std::strerror(errno));
-
+    const std::string bad_jpeg = detail::check_jpeg_huffman_tables(f.get());
+    if (!bad_jpeg.empty()) throw ImageError(path + ": cannot read image: " + bad_jpeg);
+    std::rewind(f.get());
+    // stb allocates (and clears) the size a header promises before it reads any pixel:
+    // a 35-byte GIF claiming 17937x21071 costs 3.4 GB. Refuse absurd sizes up front.
     int w = 0, h = 0, channels = 0;
+    if (stbi_info_from_file(f.get(), &w, &h, &channels) &&
+        static_cast<long long>(w) * static_cast<long long>(h) > kMaxImagePixels)
+        throw ImageError(path + ": cannot read image: its header says " + std::to_string(w) + "x" +
+                         std::to_string(h) + " pixels, more than the " + std::to_string(kMaxImagePixels) +
+                         " this loader accepts (corrupt file?)");
+
     // desired_channels = 0: keep the file's channels, so alpha can be composited here.
     std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load_from_file(f.get(), &w, &h, &channels, 0),
                                                    &stbi_image_free);
@@ -54,6 +110,12 @@ inline GreyImage load_grey(const std::string& path) {
         throw ImageError(path + ": cannot read image: " + (why ? why : "unknown error") +
                          " (supported: PNG, JPEG, BMP, GIF, TGA, PSD, PNM, HDR)");
     }
+
+    // stb accepts a PNM header with a zero width or height (e.g. "P5\n\0...") and
+    // returns a 0x0 "image": refuse it here, callers rely on width, height >= 1.
+    if (w <= 0 || h <= 0)
+        throw ImageError(path + ": cannot read image: it has no pixels (" + std::to_string(w) + "x" +
+                         std::to_string(h) + ")");
 
     GreyImage img;
     img.width = w;
@@ -100,6 +162,43 @@ inline void write_png_grey(const std::string& path, int w, int h, const std::vec
         std::remove(tmp.c_str());
         throw ImageError(path + ": cannot rename " + tmp + " to it: " + std::strerror(e));
     }
+}
+
+// Writes a w x h PNG with 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) 8-bit channels,
+// interleaved row-major, atomically like write_png_grey. Used to make test images.
+inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px) {
+    if (w <= 0 || h <= 0 || channels < 1 || channels > 4 ||
+        px.size() != static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * static_cast<std::size_t>(channels))
+        throw ImageError(path + ": write_png: " + std::to_string(px.size()) + " bytes for " + std::to_string(w) +
+                         "x" + std::to_string(h) + "x" + std::to_string(channels));
+    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
+    errno = 0;
+    if (!stbi_write_png(tmp.c_str(), w, h, channels, px.data(), w * channels)) {
+        const int e = errno;
+        std::remove(tmp.c_str());
+        throw ImageError(path + ": cannot write PNG (via " + tmp + "): " +
+                         (e ? std::strerror(e) : "stbi_write_png failed"));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int e = errno;
+        std::remove(tmp.c_str());
+        throw ImageError(path + ": cannot rename " + tmp + " to it: " + std::strerror(e));
+    }
+}
+
+// [0,1] floats to bytes (rounded, clamped): the inverse of load_grey for a grey PNG.
+inline std::vector<std::uint8_t> to_bytes(const GreyImage& img) {
+    std::vector<std::uint8_t> px(img.pixels.size());
+    for (std::size_t i = 0; i < px.size(); ++i) {
+        const float v = img.pixels[i] < 0.0f ? 0.0f : (img.pixels[i] > 1.0f ? 1.0f : img.pixels[i]);
+        px[i] = static_cast<std::uint8_t>(v * 255.0f + 0.5f);
+    }
+    return px;
+}
+
+// Writes a GreyImage as an 8-bit greyscale PNG (atomically, see write_png_grey).
+inline void write_png_grey(const std::string& path, const GreyImage& img) {
+    write_png_grey(path, img.width, img.height, to_bytes(img));
 }
 
 }  // namespace kitnn::io

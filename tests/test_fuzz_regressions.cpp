@@ -1,0 +1,122 @@
+// Regression tests for what fuzzing found (tests/fuzz, docs/reliability.md). Each
+// input is the (minimised or original) file libFuzzer reported; the committed copies
+// are also in the fuzz seed corpus, tests/fuzz/corpus/.
+#include <kitnn/io/image.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <stb_image_write.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using kitnn::io::ImageError;
+using kitnn::io::load_grey;
+
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+
+// A file in a fresh folder under the system temp dir, removed at scope end.
+struct TempFile {
+    fs::path dir, path;
+    explicit TempFile(const std::string& name) {
+        static std::atomic<int> counter{0};
+        dir = fs::temp_directory_path() /
+              ("kitnn_test_fuzzreg_" + std::to_string(::getpid()) + "_" +
+               std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "_" +
+               std::to_string(counter++));
+        fs::create_directories(dir);
+        path = dir / name;
+    }
+    ~TempFile() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    void write(const Bytes& b) const {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+        REQUIRE(out.good());
+    }
+};
+
+Bytes read_all(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    REQUIRE(in.good());
+    return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::string load_error(const fs::path& p) {
+    try {
+        load_grey(p.string());
+    } catch (const ImageError& e) {
+        return e.what();
+    }
+    return "(loaded without error)";
+}
+
+const fs::path kCorpus = fs::path(KITNN_TEST_DATA_DIR) / ".." / "fuzz" / "corpus" / "image";
+
+}  // namespace
+
+TEST_CASE("fuzz regression: a PNM with zero width is refused, not returned as a 0x0 image", "[image][fuzz]") {
+    // stb_image accepts "P5\n" followed by no width digits and returns a 0x0 image.
+    TempFile f("zero_width.pgm");
+    f.write({0x50, 0x35, 0x0a, 0x00, 0x40, 0x80, 0xc0, 0xff, 0x7a, 0x02, 0x07});
+    const std::string err = load_error(f.path);
+    CHECK_THAT(err, Contains(f.path.string()) && Contains("no pixels") && Contains("0x0"));
+}
+
+TEST_CASE("fuzz regression: JPEG Huffman tables with more than 256 codes are refused before stb decodes",
+          "[image][fuzz]") {
+    // Debian 12's stb_image 2.27 would write past its 257-entry Huffman tables (heap
+    // corruption, upstream nothings/stb#1289, #1291). The second file ends inside the
+    // table's 16 counts: stb reads the missing bytes as zeros, so must the check.
+    for (const char* name : {"regress_jpeg_dht_overflow.jpg", "regress_jpeg_dht_overflow_at_eof.jpg"}) {
+        INFO(name);
+        const fs::path p = kCorpus / name;
+        REQUIRE(fs::exists(p));
+        CHECK_THAT(load_error(p), Contains("Huffman table declares") && Contains("at most 256"));
+        std::FILE* fp = std::fopen(p.string().c_str(), "rb");
+        REQUIRE(fp != nullptr);
+        CHECK_FALSE(kitnn::io::detail::check_jpeg_huffman_tables(fp).empty());
+        std::fclose(fp);
+    }
+}
+
+TEST_CASE("the JPEG Huffman check passes real JPEGs and ignores other formats", "[image][fuzz]") {
+    TempFile jpg("ok.jpg");
+    std::vector<unsigned char> px(16 * 12 * 3);
+    for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<unsigned char>(i * 7);
+    REQUIRE(stbi_write_jpg(jpg.path.string().c_str(), 16, 12, 3, px.data(), 90) != 0);
+    for (const fs::path& p : {jpg.path, kCorpus / "rgb.jpg", kCorpus / "grey.png", kCorpus / "pixel.gif"}) {
+        INFO(p.string());
+        std::FILE* fp = std::fopen(p.string().c_str(), "rb");
+        REQUIRE(fp != nullptr);
+        CHECK(kitnn::io::detail::check_jpeg_huffman_tables(fp).empty());
+        std::fclose(fp);
+        const auto img = load_grey(p.string());
+        CHECK(img.width > 0);
+    }
+    CHECK(load_grey(jpg.path.string()).width == 16);
+}
+
+TEST_CASE("fuzz regression: a 35-byte GIF claiming 17937x21071 pixels is refused before allocating",
+          "[image][fuzz]") {
+    // stb would allocate and clear ~3.4 GB for the logical screen before reading a pixel.
+    TempFile f("huge_screen.gif");
+    f.write(read_all(kCorpus / "regress_gif_huge_screen.gif"));
+    CHECK(fs::file_size(f.path) == 35);
+    const std::string err = load_error(f.path);
+    CHECK_THAT(err, Contains("17937x21071") && Contains(std::to_string(kitnn::io::kMaxImagePixels)));
+}
