@@ -19,6 +19,7 @@
 #include "kitnn/optim/optimizer.hpp"
 #include "kitnn/optim/sgd.hpp"
 #include "kitnn/data/idx.hpp"
+#include "kitnn/data/preprocess.hpp"
 #include "kitnn/io/image.hpp"
 #include "kitnn/io/layer_factory.hpp"
 #include "kitnn/io/model_file.hpp"
