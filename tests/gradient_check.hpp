@@ -47,6 +47,35 @@ inline double grad_err(double a, double n) {
     return std::abs(a - n) / (1e-7 + 1e-6 * std::max(std::abs(a), std::abs(n)));
 }
 
+// Central differences for every element of every parameter, against the analytic
+// gradient left by backward minus the noise pre-filled into it (accumulation check).
+inline void check_param_gradients(const std::vector<kitnn::Param<double>*>& params,
+                                  const std::vector<Tensor>& noise,
+                                  const std::function<double()>& loss, const std::string& what,
+                                  GradCheckResult& res) {
+    const double e = 1e-5;
+    for (size_t k = 0; k < params.size(); ++k) {
+        auto* p = params[k];
+        for (Eigen::Index i = 0; i < p->value.size(); ++i) {
+            INFO(what << " parameter tensor " << k << " ('" << p->name << "'), element " << i
+                      << " of " << p->value.size());
+            const double analytic = p->grad.data()[i] - noise[k].data()[i];
+            const double old = p->value.data()[i];
+            p->value.data()[i] = old + e;
+            const double lp = loss();
+            p->value.data()[i] = old - e;
+            const double lm = loss();
+            p->value.data()[i] = old;
+            const double num = (lp - lm) / (2 * e);
+            const double err = grad_err(analytic, num);
+            INFO("analytic " << analytic << " numeric " << num);
+            REQUIRE(err < 1.0);
+            res.max_err_param = std::max(res.max_err_param, err);
+            ++res.checked_params;
+        }
+    }
+}
+
 // `before_forward` runs before every forward (e.g. to replay a dropout mask).
 inline GradCheckResult check_layer_gradients(
     Layer<double>& layer, const Shape& in, Eigen::Index batch, std::uint64_t seed,
@@ -100,26 +129,7 @@ inline GradCheckResult check_layer_gradients(
         res.max_err_input = std::max(res.max_err_input, err);
         ++res.checked_inputs;
     }
-    auto params = layer.params();
-    for (size_t k = 0; k < params.size(); ++k) {
-        auto* p = params[k];
-        for (Eigen::Index i = 0; i < p->value.size(); ++i) {
-            INFO(layer.type() << " parameter '" << p->name << "', element " << i);
-            const double analytic = p->grad.data()[i] - noise[k].data()[i];
-            const double old = p->value.data()[i];
-            p->value.data()[i] = old + e;
-            const double lp = loss();
-            p->value.data()[i] = old - e;
-            const double lm = loss();
-            p->value.data()[i] = old;
-            const double num = (lp - lm) / (2 * e);
-            const double err = grad_err(analytic, num);
-            INFO("analytic " << analytic << " numeric " << num);
-            REQUIRE(err < 1.0);
-            res.max_err_param = std::max(res.max_err_param, err);
-            ++res.checked_params;
-        }
-    }
+    check_param_gradients(layer.params(), noise, loss, layer.type(), res);
     return res;
 }
 
@@ -153,27 +163,7 @@ inline GradCheckResult check_model_gradients(kitnn::Sequential<double>& model, c
     model.backward(dlogits);
 
     GradCheckResult res;
-    const double e = 1e-5;
-    for (size_t k = 0; k < params.size(); ++k) {
-        auto* p = params[k];
-        for (Eigen::Index i = 0; i < p->value.size(); ++i) {
-            INFO("model parameter tensor " << k << " ('" << p->name << "'), element " << i
-                                           << " of " << p->value.size());
-            const double analytic = p->grad.data()[i] - noise[k].data()[i];
-            const double old = p->value.data()[i];
-            p->value.data()[i] = old + e;
-            const double lp = loss();
-            p->value.data()[i] = old - e;
-            const double lm = loss();
-            p->value.data()[i] = old;
-            const double num = (lp - lm) / (2 * e);
-            const double err = grad_err(analytic, num);
-            INFO("analytic " << analytic << " numeric " << num);
-            REQUIRE(err < 1.0);
-            res.max_err_param = std::max(res.max_err_param, err);
-            ++res.checked_params;
-        }
-    }
+    check_param_gradients(params, noise, loss, "model", res);
     return res;
 }
 

@@ -141,36 +141,23 @@ inline GreyImage load_grey(const std::string& path) {
     return img;
 }
 
-// Writes a w x h 8-bit greyscale PNG (row-major px). Atomic: the PNG is written to
-// "path.tmp.<pid>" and renamed over `path`, so a reader never sees half a file and a
-// failed write leaves any previous file untouched. Throws ImageError on failure.
+// Writes a w x h 8-bit greyscale PNG (row-major px), atomically like write_png.
+inline void write_png(const std::string& path, int w, int h, int channels,
+                      const std::vector<std::uint8_t>& px);
 inline void write_png_grey(const std::string& path, int w, int h, const std::vector<std::uint8_t>& px) {
-    if (w <= 0 || h <= 0 || px.size() != static_cast<std::size_t>(w) * static_cast<std::size_t>(h))
-        throw ImageError(path + ": write_png_grey: " + std::to_string(px.size()) + " pixels for " +
-                         std::to_string(w) + "x" + std::to_string(h));
-    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-    errno = 0;
-    if (!stbi_write_png(tmp.c_str(), w, h, 1, px.data(), w)) {
-        // stb_image_write gives no reason; errno from its fopen/fwrite is the best we have.
-        const int e = errno;
-        std::remove(tmp.c_str());
-        throw ImageError(path + ": cannot write PNG (via " + tmp + "): " +
-                         (e ? std::strerror(e) : "stbi_write_png failed"));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int e = errno;
-        std::remove(tmp.c_str());
-        throw ImageError(path + ": cannot rename " + tmp + " to it: " + std::strerror(e));
-    }
+    write_png(path, w, h, 1, px);
 }
 
 // Writes a w x h PNG with 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) 8-bit channels,
-// interleaved row-major, atomically like write_png_grey. Used to make test images.
+// interleaved row-major. Atomic: the PNG is written to "path.tmp.<pid>" and renamed over
+// `path`, so a reader never sees half a file and a failed write leaves any previous file
+// untouched. Throws ImageError on failure.
 inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px) {
     if (w <= 0 || h <= 0 || channels < 1 || channels > 4 ||
         px.size() != static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * static_cast<std::size_t>(channels))
-        throw ImageError(path + ": write_png: " + std::to_string(px.size()) + " bytes for " + std::to_string(w) +
-                         "x" + std::to_string(h) + "x" + std::to_string(channels));
+        throw ImageError(path + ": write_png: " + std::to_string(px.size()) +
+                         (channels == 1 ? " pixels for " : " bytes for ") + std::to_string(w) + "x" +
+                         std::to_string(h) + (channels == 1 ? "" : "x" + std::to_string(channels)));
     const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
     errno = 0;
     if (!stbi_write_png(tmp.c_str(), w, h, channels, px.data(), w * channels)) {
