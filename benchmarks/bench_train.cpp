@@ -78,82 +78,84 @@ int main(int argc, char** argv) {
         return e.get_exit_code() == int(CLI::ExitCodes::Success) ? rc : 2;
     }
 
-    set_threads(threads);
-    data::Mnist mnist;
+    // Every failure past parsing (data, shapes, allocation) ends in one message, exit 1.
     try {
-        mnist = data::load_mnist(data);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "kitnn_bench_train: %s\n", e.what());
-        return 1;
-    }
-    mnist.test = {};  // not needed: keep the resident size to the training data
+        set_threads(threads);
+        data::Mnist mnist;
+        try {
+            mnist = data::load_mnist(data);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "kitnn_bench_train: %s\n", e.what());
+            return 1;
+        }
+        mnist.test = {};  // not needed: keep the resident size to the training data
 
-    // The peer's split: first `limit` images, of which the last val_split are held out.
-    const Eigen::Index total = limit ? std::min<Eigen::Index>(limit, mnist.train.size())
-                                     : mnist.train.size();
-    const Eigen::Index n_val = Eigen::Index(double(total) * val_split);
-    const Eigen::Index n_train = total - n_val;
-    const Eigen::Index per_image = 28 * 28;
-    if (n_train < 1) {
-        std::fprintf(stderr, "kitnn_bench_train: no training images left (limit %ld)\n", limit);
-        return 2;
-    }
+        // The peer's split: first `limit` images, of which the last val_split are held out.
+        const Eigen::Index total = limit ? std::min<Eigen::Index>(limit, mnist.train.size())
+                                         : mnist.train.size();
+        const Eigen::Index n_val = Eigen::Index(double(total) * val_split);
+        const Eigen::Index n_train = total - n_val;
+        if (n_train < 1) {
+            std::fprintf(stderr, "kitnn_bench_train: no training images left (limit %ld)\n", limit);
+            return 2;
+        }
 
-    Sequential<float> net = zoo::mnist_model<float>(model, seed);
-    Adam<float> adam;
-    SoftmaxCrossEntropy<float> loss;
-    const auto params = net.params();
-    Rng shuffle_rng(seed + 1);
-    std::vector<Eigen::Index> order(static_cast<size_t>(n_train));
-    Tensor<float> xb, dlogits;
-    std::vector<std::uint8_t> yb;
+        Sequential<float> net = zoo::mnist_model<float>(model, seed);
+        if (!matches(mnist.train.images, net.input_shape())) {
+            std::fprintf(stderr, "kitnn_bench_train: %s: the images are (%ld,%ld,%ld), model %s needs %s\n",
+                         data.c_str(), long(mnist.train.images.dimension(1)), long(mnist.train.images.dimension(2)),
+                         long(mnist.train.images.dimension(3)), model.c_str(), net.input_shape().str().c_str());
+            return 1;
+        }
+        Adam<float> adam;
+        SoftmaxCrossEntropy<float> loss;
+        Rng shuffle_rng(seed + 1);
+        std::vector<Eigen::Index> order(static_cast<size_t>(n_train));
+        Tensor<float> xb, dlogits;
+        std::vector<std::uint8_t> yb;
+        const LabelledView train{&mnist.train.images, &mnist.train.labels, 0, n_train};
 
-    if (!json)
-        std::printf("model %s (%ld params), %d thread(s), %ld training images, batch %d\n",
-                    model.c_str(), long(net.param_count()), threads, long(n_train), batch);
-    for (int epoch = 1; epoch <= epochs; ++epoch) {
-        std::iota(order.begin(), order.end(), Eigen::Index(0));
-        for (size_t i = order.size(); i > 1; --i)  // Fisher–Yates
-            std::swap(order[i - 1], order[shuffle_rng.below(i)]);
+        if (!json)
+            std::printf("model %s (%ld params), %d thread(s), %ld training images, batch %d\n",
+                        model.c_str(), long(net.param_count()), threads, long(n_train), batch);
+        for (int epoch = 1; epoch <= epochs; ++epoch) {
+            std::iota(order.begin(), order.end(), Eigen::Index(0));
+            for (size_t i = order.size(); i > 1; --i)  // Fisher–Yates
+                std::swap(order[i - 1], order[shuffle_rng.below(i)]);
 
-        const auto t0 = std::chrono::steady_clock::now();
-        double loss_sum = 0;
-        std::int64_t correct = 0;
-        for (Eigen::Index s = 0; s < n_train; s += batch) {
-            const Eigen::Index b = std::min<Eigen::Index>(batch, n_train - s);
-            if (xb.dimension(0) != b) xb.resize(b, 1, 28, 28);
-            yb.resize(size_t(b));
-            for (Eigen::Index i = 0; i < b; ++i) {
-                const Eigen::Index k = order[size_t(s + i)];
-                std::copy_n(mnist.train.images.data() + k * per_image, per_image,
-                            xb.data() + i * per_image);
-                yb[size_t(i)] = mnist.train.labels[size_t(k)];
+            const auto t0 = std::chrono::steady_clock::now();
+            double loss_sum = 0;
+            std::int64_t correct = 0;
+            for (Eigen::Index s = 0; s < n_train; s += batch) {
+                // The same gather and step as fit() (train/fit.hpp), so the benchmark times
+                // exactly what training runs.
+                const Eigen::Index b = std::min<Eigen::Index>(batch, n_train - s);
+                gather_batch(train, order, size_t(s), b, xb, yb);
+                std::int64_t c = 0;
+                loss_sum += train_step(net, adam, loss, xb, yb, dlogits, &c) * double(b);
+                correct += c;
             }
-            const Tensor<float>& logits = net.forward(xb, /*training=*/true);
-            loss_sum += loss.forward(logits, yb.data()) * double(b);
-            correct += loss.correct();
-            net.zero_grad();
-            loss.backward(dlogits);
-            net.backward(dlogits);
-            adam.step(params);
-        }
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-        const double ips = double(n_train) / dt;
-        if (json) {
-            std::printf(
-                "{\"peer\": \"kitnn\", \"model\": \"%s\", \"params\": %ld, \"threads\": %d, "
-                "\"epoch\": %d, \"train_images\": %ld, \"epoch_s\": %s, \"images_per_s\": %s, "
-                "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s}\n",
-                model.c_str(), long(net.param_count()), threads, epoch, long(n_train),
-                num(dt, 3).c_str(), num(ips, 1).c_str(), num(loss_sum / double(n_train), 4).c_str(),
-                num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str());
-        } else {
-            std::printf("epoch %d: %.3f s, %.1f images/s, loss %.4f, train acc %.4f, peak RSS %.1f MB\n",
-                        epoch, dt, ips, loss_sum / double(n_train), double(correct) / double(n_train),
-                        peak_rss_mb());
+            const double ips = double(n_train) / dt;
+            if (json) {
+                std::printf(
+                    "{\"peer\": \"kitnn\", \"model\": \"%s\", \"params\": %ld, \"threads\": %d, "
+                    "\"epoch\": %d, \"train_images\": %ld, \"epoch_s\": %s, \"images_per_s\": %s, "
+                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s}\n",
+                    model.c_str(), long(net.param_count()), threads, epoch, long(n_train),
+                    num(dt, 3).c_str(), num(ips, 1).c_str(), num(loss_sum / double(n_train), 4).c_str(),
+                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str());
+            } else {
+                std::printf("epoch %d: %.3f s, %.1f images/s, loss %.4f, train acc %.4f, peak RSS %.1f MB\n",
+                            epoch, dt, ips, loss_sum / double(n_train), double(correct) / double(n_train),
+                            peak_rss_mb());
+            }
+            std::fflush(stdout);
         }
-        std::fflush(stdout);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "kitnn_bench_train: error: %s\n", e.what());
+        return 1;
     }
     return 0;
 }
