@@ -10,6 +10,7 @@
 //       on a page) in a grid with a small margin;
 //   example_labels.csv  "file,label" for each example PNG, to check predictions.
 #include <kitnn/data/idx.hpp>
+#include <kitnn/io/atomic_file.hpp>
 #include <kitnn/io/image.hpp>
 
 #include <CLI/CLI.hpp>
@@ -22,27 +23,8 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>  // getpid, for temporary file names
 
 namespace {
-
-// Writes text atomically, like write_png_grey: temp file in the same folder, then rename.
-void write_text_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-    {
-        std::ofstream out(tmp, std::ios::binary);
-        out << text;
-        out.close();
-        if (!out) {
-            std::remove(tmp.c_str());
-            throw std::runtime_error(path + ": cannot write (via " + tmp + ")");
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error(path + ": cannot rename " + tmp + " to it");
-    }
-}
 
 int run(const std::string& data_flag, const std::string& out_dir, int count) {
     namespace fs = std::filesystem;
@@ -93,7 +75,7 @@ int run(const std::string& data_flag, const std::string& out_dir, int count) {
                     static_cast<std::uint8_t>(255 - px[static_cast<std::size_t>(y) * cols + x]);
     }
     io::write_png_grey((fs::path(out_dir) / "example_inputs_sheet.png").string(), sheet_w, sheet_h, sheet);
-    write_text_atomic((fs::path(out_dir) / "example_labels.csv").string(), csv);
+    kitnn::write_file_atomic((fs::path(out_dir) / "example_labels.csv").string(), csv);
 
     std::cout << "mnist_export: wrote example_input_0.png .. example_input_" << count - 1
               << ".png, example_inputs_sheet.png (" << grid_cols << "x" << grid_rows

@@ -20,6 +20,7 @@
 #include "kitnn/optim/sgd.hpp"
 #include "kitnn/data/idx.hpp"
 #include "kitnn/data/preprocess.hpp"
+#include "kitnn/io/atomic_file.hpp"
 #include "kitnn/io/image.hpp"
 #include "kitnn/io/layer_factory.hpp"
 #include "kitnn/io/model_file.hpp"

@@ -78,6 +78,9 @@ inline void parallel_for(std::int64_t n, std::int64_t work, F&& f) {
 // (Inside our own parallel regions Eigen never threads anyway.)
 constexpr std::int64_t kMinParallelGemm = 1 << 21;
 
+// Not thread-safe: Eigen's thread count is process-wide, so two models trained or
+// run from different std::threads at once race on it (and on each other's layer
+// workspaces). Use one thread per model, or OpenMP inside one model, not both.
 class GemmThreads {
 public:
     explicit GemmThreads(std::int64_t macs) : saved_(Eigen::nbThreads()) {

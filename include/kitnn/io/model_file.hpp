@@ -19,6 +19,7 @@
 // leaves either the old file or the new one, never half of one.
 #pragma once
 
+#include "kitnn/io/atomic_file.hpp"
 #include "kitnn/io/layer_factory.hpp"
 #include "kitnn/model/sequential.hpp"
 
@@ -37,8 +38,8 @@
 
 namespace kitnn {
 
-struct ModelFileError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+struct ModelFileError : FileError {
+    using FileError::FileError;
 };
 
 constexpr char kModelMagic[8] = {'K', 'I', 'T', 'N', 'N', 'M', 'O', 'D'};
@@ -150,47 +151,6 @@ inline std::uint32_t crc32_of(const char* p, size_t n) {
 }
 
 }  // namespace detail
-
-// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
-inline void write_file_atomic(const std::string& path, const std::vector<char>& bytes) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) throw ModelFileError(path + ": cannot create " + tmp + ": " + std::strerror(errno));
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t k = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            const std::string err = std::strerror(errno);
-            ::close(fd);
-            std::remove(tmp.c_str());
-            throw ModelFileError(path + ": write failed: " + err);
-        }
-        done += size_t(k);
-    }
-    // Always close, even when fsync fails (fit() may retry every epoch: no fd leak).
-    const int sync_rc = ::fsync(fd);
-    const int sync_errno = errno;
-    const int close_rc = ::close(fd);
-    if (sync_rc != 0 || close_rc != 0) {
-        const std::string err = std::strerror(sync_rc != 0 ? sync_errno : errno);
-        std::remove(tmp.c_str());
-        throw ModelFileError(path + ": cannot flush " + tmp + ": " + err);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const std::string err = std::strerror(errno);
-        std::remove(tmp.c_str());
-        throw ModelFileError(path + ": cannot rename " + tmp + " into place: " + err);
-    }
-    // Make the rename durable too: fsync the folder that holds the new entry.
-    const auto slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        ::fsync(dfd);  // best effort: some filesystems refuse fsync on folders
-        ::close(dfd);
-    }
-}
 
 template <class T>
 std::vector<char> serialize_model(Sequential<T>& model, const Metadata& meta = {}) {

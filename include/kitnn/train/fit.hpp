@@ -243,7 +243,7 @@ std::vector<EpochStats> fit(Sequential<T>& model, Optimizer<T>& opt, const Label
                 csv << h.epoch << "," << h.loss << "," << h.acc << "," << h.val_loss << ","
                     << h.val_acc << "," << h.seconds << "\n";
             const std::string s = csv.str();
-            write_file_atomic(o.history_csv, std::vector<char>(s.begin(), s.end()));
+            write_file_atomic(o.history_csv, s);
         }
     }
     return history;
