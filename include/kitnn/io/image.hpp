@@ -5,10 +5,10 @@
 // includes only its declarations and must NOT define STB_IMAGE_IMPLEMENTATION.
 #pragma once
 
+#include "kitnn/io/atomic_file.hpp"
+
 #include <stb_image.h>
 #include <stb_image_write.h>
-
-#include <unistd.h>  // getpid, for the temporary file's name
 
 #include <cerrno>
 #include <cstdint>
@@ -149,27 +149,27 @@ inline void write_png_grey(const std::string& path, int w, int h, const std::vec
 }
 
 // Writes a w x h PNG with 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) 8-bit channels,
-// interleaved row-major. Atomic: the PNG is written to "path.tmp.<pid>" and renamed over
-// `path`, so a reader never sees half a file and a failed write leaves any previous file
-// untouched. Throws ImageError on failure.
+// interleaved row-major. Atomic (io/atomic_file.hpp): encoded in memory, written to a temporary,
+// fsynced and renamed over `path`, so a reader never sees half a file and a failed write leaves
+// any previous file untouched. Throws ImageError on failure.
 inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px) {
     if (w <= 0 || h <= 0 || channels < 1 || channels > 4 ||
         px.size() != static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * static_cast<std::size_t>(channels))
         throw ImageError(path + ": write_png: " + std::to_string(px.size()) +
                          (channels == 1 ? " pixels for " : " bytes for ") + std::to_string(w) + "x" +
                          std::to_string(h) + (channels == 1 ? "" : "x" + std::to_string(channels)));
-    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-    errno = 0;
-    if (!stbi_write_png(tmp.c_str(), w, h, channels, px.data(), w * channels)) {
-        const int e = errno;
-        std::remove(tmp.c_str());
-        throw ImageError(path + ": cannot write PNG (via " + tmp + "): " +
-                         (e ? std::strerror(e) : "stbi_write_png failed"));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int e = errno;
-        std::remove(tmp.c_str());
-        throw ImageError(path + ": cannot rename " + tmp + " to it: " + std::strerror(e));
+    // Encode in memory, then the same crash-safe write as model files.
+    std::vector<char> png;
+    auto append = [](void* ctx, void* data, int size) {
+        auto* out = static_cast<std::vector<char>*>(ctx);
+        out->insert(out->end(), static_cast<char*>(data), static_cast<char*>(data) + size);
+    };
+    if (!stbi_write_png_to_func(append, &png, w, h, channels, px.data(), w * channels))
+        throw ImageError(path + ": cannot encode PNG");
+    try {
+        write_file_atomic(path, png);
+    } catch (const FileError& e) {
+        throw ImageError(e.what());
     }
 }
 
