@@ -4,6 +4,8 @@
 #include <kitnn/data/idx.hpp>
 #include <kitnn/io/image.hpp>
 
+#include "temp_dir.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <zlib.h>
@@ -29,24 +31,9 @@ using kitnn::io::ImageError;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed with everything in it at scope end.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        const auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
-        path = fs::temp_directory_path() /
-               ("kitnn_test_idx_" + std::to_string(::getpid()) + "_" + std::to_string(ticks) + "_" +
-                std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
+// Each test's scratch folder (tests/temp_dir.hpp), named after this file.
+struct TempDir : kitnn_test::TempDir {
+    TempDir() : kitnn_test::TempDir("kitnn_test_idx") {}
 };
 
 using Bytes = std::vector<std::uint8_t>;
