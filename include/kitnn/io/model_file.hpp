@@ -176,7 +176,8 @@ std::vector<char> serialize_model(Sequential<T>& model, const Metadata& meta = {
             w.str(kv.first);
             w.str(kv.second);
         }
-        auto ps = l.params();
+        auto ps = l.params();  // trainable tensors, then the layer's state (BatchNorm)
+        for (auto* st : l.state()) ps.push_back(st);
         w.u32(std::uint32_t(ps.size()));
         for (auto* p : ps) {
             w.str(p->name);
@@ -271,6 +272,7 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
             r.fail(where + " (" + type + "): " + e.what());
         }
         auto ps = model.layer(li).params();
+        for (auto* st : model.layer(li).state()) ps.push_back(st);
         const std::uint32_t nt = r.u32();
         if (nt != ps.size())
             r.fail(where + " (" + type + ") has " + std::to_string(nt) + " tensors, expected " +

@@ -116,6 +116,16 @@ public:
                           Tensor<T>* dx) = 0;
 
     virtual std::vector<Param<T>*> params() { return {}; }
+    // Non-trainable tensors that belong to the model (BatchNorm's moving mean and
+    // variance): saved in the model file after params() and counted as Keras's
+    // "Non-trainable params", but never given to the optimizer. Only `value` is used.
+    virtual std::vector<Param<T>*> state() { return {}; }
+
+    // Containers (Branches) hold sub-sequences of layers, one per branch. summary(),
+    // the model file and the gradient checker recurse through these; plain layers
+    // have none. branch(b) lists branch b's layers in order (empty = identity).
+    virtual size_t branch_count() const { return 0; }
+    virtual std::vector<Layer<T>*> branch(size_t /*b*/) { return {}; }
     std::int64_t param_count() {
         std::int64_t n = 0;
         for (auto* p : params()) n += p->value.size();
