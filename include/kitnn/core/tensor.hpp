@@ -112,14 +112,15 @@ inline void ensure(Tensor<T>& t, Eigen::Index n, const Shape& s) {
         t.resize(n, c[0], c[1], c[2]);
 }
 
+// (N, C*H*W); the column count comes from the dimensions, so an empty batch is
+// (0, C*H*W), not (0, 0), and products with weight matrices still conform.
 template <class T>
-inline MatMap<T> as_matrix(Tensor<T>& t) {  // (N, C*H*W)
-    return MatMap<T>(t.data(), t.dimension(0), t.size() / std::max<Eigen::Index>(1, t.dimension(0)));
+inline MatMap<T> as_matrix(Tensor<T>& t) {
+    return MatMap<T>(t.data(), t.dimension(0), t.dimension(1) * t.dimension(2) * t.dimension(3));
 }
 template <class T>
 inline ConstMatMap<T> as_matrix(const Tensor<T>& t) {
-    return ConstMatMap<T>(t.data(), t.dimension(0),
-                          t.size() / std::max<Eigen::Index>(1, t.dimension(0)));
+    return ConstMatMap<T>(t.data(), t.dimension(0), t.dimension(1) * t.dimension(2) * t.dimension(3));
 }
 template <class T>
 inline VecMap<T> as_vector(Tensor<T>& t) { return VecMap<T>(t.data(), t.size()); }

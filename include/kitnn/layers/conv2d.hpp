@@ -22,6 +22,15 @@
 //   dcol  : (CKK, cn*P) = Wm^T * dym   written over col (dead by then); col2im adds
 //                                  every tap back to its input pixel of dx.
 // Workspaces are members, resized only when the batch size or thread count changes.
+//
+// Padding: `valid` (none), `same` (TensorFlow: out = ceil(in / stride), the odd
+// pixel at the bottom/right) or `explicit_pad` (PyTorch's `padding=p`: p zero pixels
+// on every side, out = (in + 2p - k) / stride + 1; torchvision's AlexNet needs it for
+// its 11x11 stride-4 pad-2 first layer, which is neither valid nor same). All three
+// only set pt_/pl_ and OH/OW: im2col and col2im are the same code for each.
+// use_bias = false (convolutions followed by BatchNorm, whose beta is the bias)
+// drops `bias` from params(), so the model file and parameter counts do not have
+// it; the layer keeps a zero bias internally so the forward pass is unchanged.
 #pragma once
 
 #include "kitnn/core/init.hpp"
@@ -35,25 +44,37 @@
 
 namespace kitnn {
 
-enum class Padding { valid, same };
-inline const char* to_string(Padding p) { return p == Padding::same ? "same" : "valid"; }
+// explicit_pad: a fixed number of zero pixels on every side (Conv2D's `pad`).
+enum class Padding { valid, same, explicit_pad };
+inline const char* to_string(Padding p) {
+    return p == Padding::same ? "same" : p == Padding::explicit_pad ? "explicit" : "valid";
+}
 inline Padding padding_from_string(const std::string& s) {
     if (s == "same") return Padding::same;
     if (s == "valid") return Padding::valid;
-    throw std::runtime_error("unknown padding '" + s + "' (expected valid or same)");
+    if (s == "explicit") return Padding::explicit_pad;
+    throw std::runtime_error("unknown padding '" + s + "' (expected valid, same or explicit)");
 }
 
 template <class T>
 class Conv2D : public Layer<T> {
 public:
+    // Padding::explicit_pad through this constructor means pad = 0 (same as valid).
     Conv2D(int filters, std::array<int, 2> kernel, Activation act = Activation::linear,
-           Padding padding = Padding::valid, int stride = 1, Init init = Init::glorot_uniform)
-        : filters_(filters), kh_(kernel[0]), kw_(kernel[1]), stride_(stride), padding_(padding),
-          act_(act), init_(init) {
-        if (filters < 1 || kh_ < 1 || kw_ < 1 || stride < 1)
-            throw std::invalid_argument("Conv2D: filters, kernel and stride must be >= 1");
-        kernel_.name = "kernel";
-        bias_.name = "bias";
+           Padding padding = Padding::valid, int stride = 1, Init init = Init::glorot_uniform,
+           bool use_bias = true)
+        : filters_(filters), kh_(kernel[0]), kw_(kernel[1]), stride_(stride), pad_(0),
+          padding_(padding), act_(act), init_(init), use_bias_(use_bias) {
+        validate();
+    }
+    // Explicit symmetric padding: `pad` zero pixels on each side (PyTorch's padding=pad),
+    //   Conv2D<T>(64, {11, 11}, Activation::relu, /*pad=*/2, /*stride=*/4)
+    // `pad` is an int, the other constructor's a Padding: the two never clash.
+    Conv2D(int filters, std::array<int, 2> kernel, Activation act, int pad, int stride = 1,
+           Init init = Init::glorot_uniform, bool use_bias = true)
+        : filters_(filters), kh_(kernel[0]), kw_(kernel[1]), stride_(stride), pad_(pad),
+          padding_(Padding::explicit_pad), act_(act), init_(init), use_bias_(use_bias) {
+        validate();
     }
 
     std::string type() const override { return "Conv2D"; }
@@ -62,13 +83,21 @@ public:
         c.set("filters", filters_).set("kernel_h", kh_).set("kernel_w", kw_);
         c.set("stride", stride_).set("padding", to_string(padding_));
         c.set("activation", to_string(act_)).set("init", to_string(init_));
+        // Only when not the default, so files of models without them stay as before
+        // (and readable by older kitnn versions).
+        if (padding_ == Padding::explicit_pad) c.set("pad", pad_);
+        if (!use_bias_) c.set("use_bias", "0");
         return c;
     }
-    std::vector<Param<T>*> params() override { return {&kernel_, &bias_}; }
+    std::vector<Param<T>*> params() override {
+        if (use_bias_) return {&kernel_, &bias_};
+        return {&kernel_};
+    }
     std::int64_t macs() const override { return std::int64_t(filters_) * ckk_ * oh_ * ow_; }
 
     int pad_top() const { return pt_; }
     int pad_left() const { return pl_; }
+    bool use_bias() const { return use_bias_; }
     Param<T>& kernel() { return kernel_; }
     Param<T>& bias() { return bias_; }
 
@@ -139,7 +168,7 @@ public:
             } else {
                 w.dW.noalias() += dym * col.transpose();
             }
-            w.db += dym.rowwise().sum();
+            if (use_bias_) w.db += dym.rowwise().sum();
             if (!dx) return;
             col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
             for (Eigen::Index i = 0; i < cn; ++i) col2im(col.data() + i * P, NP, *dx, n0 + i);
@@ -166,6 +195,14 @@ protected:
             oh_ = (H - kh_) / stride_ + 1;
             ow_ = (W - kw_) / stride_ + 1;
             pt_ = pl_ = 0;
+        } else if (padding_ == Padding::explicit_pad) {  // PyTorch's rule, pad on every side
+            if (H + 2 * pad_ < kh_ || W + 2 * pad_ < kw_)
+                this->shape_error("kernel " + std::to_string(kh_) + "x" + std::to_string(kw_) +
+                                  " is larger than the input " + in.str() + " padded by " +
+                                  std::to_string(pad_));
+            oh_ = (H + 2 * pad_ - kh_) / stride_ + 1;
+            ow_ = (W + 2 * pad_ - kw_) / stride_ + 1;
+            pt_ = pl_ = pad_;  // the bottom/right padding is implied by OH/OW
         } else {  // TensorFlow's rule: out = ceil(in / stride), extra padding at the end
             oh_ = (H + stride_ - 1) / stride_;
             ow_ = (W + stride_ - 1) / stride_;
@@ -174,12 +211,25 @@ protected:
         }
         ckk_ = c_ * kh_ * kw_;
         kernel_.resize(filters_, c_, kh_, kw_);
-        bias_.resize(filters_, 1, 1, 1);
+        bias_.resize(filters_, 1, 1, 1);  // stays zero, and not a parameter, without use_bias
         initialize(kernel_.value, init_, double(ckk_), double(filters_) * kh_ * kw_, rng);
         return Shape::image(filters_, oh_, ow_);
     }
 
 private:
+    void validate() {
+        if (filters_ < 1 || kh_ < 1 || kw_ < 1 || stride_ < 1)
+            throw std::invalid_argument("Conv2D: filters, kernel and stride must be >= 1");
+        // pad < kernel: every output pixel sees at least one input pixel (PyTorch even
+        // asks for pad <= kernel/2). This also bounds the output of a loaded file.
+        if (pad_ < 0 || pad_ >= std::min(kh_, kw_))
+            throw std::invalid_argument("Conv2D: pad " + std::to_string(pad_) +
+                                        " must be in 0..min(kernel)-1 = " +
+                                        std::to_string(std::min(kh_, kw_) - 1));
+        kernel_.name = "kernel";
+        bias_.name = "bias";
+    }
+
     // Images per chunk: as many as keep col (CKK x cn*P) and ym (F x cn*P) within
     // kChunkElems elements (at least one), then evened out so the chunks split into
     // whole rounds of threads (6 chunks of 17 images on 2 threads, not 5 of 20).
@@ -279,13 +329,14 @@ private:
                 }
     }
 
-    int filters_, kh_, kw_, stride_;
+    int filters_, kh_, kw_, stride_, pad_;  // pad_: pixels each side, explicit_pad only
     Padding padding_;
     Activation act_;
     Init init_;
+    bool use_bias_;
     Eigen::Index c_ = 0, oh_ = 0, ow_ = 0, ckk_ = 0;
     int pt_ = 0, pl_ = 0;
-    Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1)
+    Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1) (zero if !use_bias_)
     struct Workspace {                       // one per thread
         Eigen::Matrix<T, Eigen::Dynamic, 1> col;  // (CKK, chunk*P), dcol in backward
         Eigen::Matrix<T, Eigen::Dynamic, 1> ym;   // (F, chunk*P), dym in backward

@@ -30,6 +30,7 @@ public:
     }
     double rate() const { return rate_; }
     Rng& rng() { return rng_; }
+    Rng* generator() override { return &rng_; }
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
         this->check_input(x);

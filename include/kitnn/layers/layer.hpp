@@ -124,6 +124,10 @@ public:
     // Containers (Branches) hold sub-sequences of layers, one per branch. summary(),
     // the model file and the gradient checker recurse through these; plain layers
     // have none. branch(b) lists branch b's layers in order (empty = identity).
+    // A layer that draws random numbers (Dropout) exposes its generator, so a
+    // training checkpoint can save and restore it and a resumed run continues exactly.
+    virtual Rng* generator() { return nullptr; }
+
     virtual size_t branch_count() const { return 0; }
     virtual std::vector<Layer<T>*> branch(size_t /*b*/) { return {}; }
     std::int64_t param_count() {

@@ -1,14 +1,18 @@
-// kitnn/layers/max_pool2d.hpp — max pooling, "valid" (floor) like Keras.
+// kitnn/layers/max_pool2d.hpp — max pooling, "valid" (floor) or "same", like Keras.
 //
 //   x      : (N, C, H, W)
-//   y      : (N, C, OH, OW), OH = (H - PH) / SH + 1 (floor), likewise OW
+//   y      : (N, C, OH, OW), valid: OH = (H - PH) / SH + 1 (floor), likewise OW;
+//            same: OH = ceil(H / SH), TensorFlow's padding split (pool_window.hpp)
 //   argmax_: (N, C, OH, OW) index h*W + w of the winner inside its input plane,
 //            remembered so backward routes dy to exactly that pixel.
-// Ties go to the first maximum in row-major order.
+// Ties go to the first maximum in row-major order. With same padding the max is
+// taken over the window's real pixels only, as if the padding were -infinity: a
+// padded cell never wins (TensorFlow's rule), so all-negative inputs stay exact.
 #pragma once
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/pool_window.hpp"
 
 #include <array>
 #include <vector>
@@ -18,17 +22,22 @@ namespace kitnn {
 template <class T>
 class MaxPool2D : public Layer<T> {
 public:
-    explicit MaxPool2D(std::array<int, 2> pool = {2, 2}, std::array<int, 2> stride = {0, 0})
+    // stride {0, 0} means "= pool" (Keras's strides=None).
+    explicit MaxPool2D(std::array<int, 2> pool = {2, 2}, std::array<int, 2> stride = {0, 0},
+                       Padding padding = Padding::valid)
         : ph_(pool[0]), pw_(pool[1]), sh_(stride[0] ? stride[0] : pool[0]),
-          sw_(stride[1] ? stride[1] : pool[1]) {
+          sw_(stride[1] ? stride[1] : pool[1]), padding_(padding) {
         if (ph_ < 1 || pw_ < 1 || sh_ < 1 || sw_ < 1)
             throw std::invalid_argument("MaxPool2D: pool size and stride must be >= 1");
+        if (padding != Padding::valid && padding != Padding::same)
+            throw std::invalid_argument("MaxPool2D: padding must be valid or same");
     }
 
     std::string type() const override { return "MaxPool2D"; }
     Config config() const override {
         Config c;
         c.set("pool_h", ph_).set("pool_w", pw_).set("stride_h", sh_).set("stride_w", sw_);
+        c.set("padding", to_string(padding_));
         return c;
     }
     std::int64_t macs() const override { return 0; }
@@ -43,17 +52,20 @@ public:
             const T* plane = x.data() + nc * H * W;
             T* out = y.data() + nc * oh_ * ow_;
             std::int32_t* am = argmax_.data() + nc * oh_ * ow_;
-            if (ph_ == 2 && pw_ == 2 && sh_ == 2 && sw_ == 2) {  // the common case, unrolled
+            if (fast_2x2_) {  // the common case, unrolled
                 pool_2x2(plane, W, out, am);
                 return;
             }
-            for (Eigen::Index oh = 0; oh < oh_; ++oh)
+            // Window (oh, ow) covers the real pixels [h0, h1) x [w0, w1).
+            for (Eigen::Index oh = 0; oh < oh_; ++oh) {
+                const Eigen::Index h0 = rows_.begin[size_t(oh)], h1 = rows_.end[size_t(oh)];
                 for (Eigen::Index ow = 0; ow < ow_; ++ow) {
-                    Eigen::Index best = (oh * sh_) * W + ow * sw_;
+                    const Eigen::Index w0 = cols_.begin[size_t(ow)], w1 = cols_.end[size_t(ow)];
+                    Eigen::Index best = h0 * W + w0;
                     T m = plane[best];
-                    for (int i = 0; i < ph_; ++i)
-                        for (int j = 0; j < pw_; ++j) {
-                            const Eigen::Index k = (oh * sh_ + i) * W + ow * sw_ + j;
+                    for (Eigen::Index i = h0; i < h1; ++i)
+                        for (Eigen::Index j = w0; j < w1; ++j) {
+                            const Eigen::Index k = i * W + j;
                             if (plane[k] > m) {
                                 m = plane[k];
                                 best = k;
@@ -62,6 +74,7 @@ public:
                     out[oh * ow_ + ow] = m;
                     am[oh * ow_ + ow] = std::int32_t(best);
                 }
+            }
         });
     }
 
@@ -83,11 +96,17 @@ public:
 protected:
     Shape do_build(const Shape& in, Rng&) override {
         if (!in.is_image()) this->shape_error("needs an image input (C,H,W), got " + in.str());
-        if (in.h() < ph_ || in.w() < pw_)
+        if (padding_ == Padding::valid && (in.h() < ph_ || in.w() < pw_))
             this->shape_error("pool " + std::to_string(ph_) + "x" + std::to_string(pw_) +
-                              " is larger than the input " + in.str());
-        oh_ = (in.h() - ph_) / sh_ + 1;
-        ow_ = (in.w() - pw_) / sw_ + 1;
+                              " is larger than the input " + in.str() + " (valid padding)");
+        rows_ = pool_axis(in.h(), ph_, sh_, padding_);
+        cols_ = pool_axis(in.w(), pw_, sw_, padding_);
+        oh_ = rows_.out;
+        ow_ = cols_.out;
+        // The unrolled path needs every window whole, inside the input: always so for
+        // valid 2x2/2, and for same 2x2/2 on even sizes (no padding needed there).
+        fast_2x2_ = ph_ == 2 && pw_ == 2 && sh_ == 2 && sw_ == 2 && rows_.pad_before == 0 &&
+                    cols_.pad_before == 0 && 2 * oh_ <= in.h() && 2 * ow_ <= in.w();
         return Shape::image(in.c(), oh_, ow_);
     }
 
@@ -119,7 +138,10 @@ private:
     }
 
     int ph_, pw_, sh_, sw_;
+    Padding padding_;
     Eigen::Index oh_ = 0, ow_ = 0;
+    PoolAxis rows_, cols_;  // window ranges along H (OH of them) and W (OW)
+    bool fast_2x2_ = false;
     std::vector<std::int32_t> argmax_;  // (N, C, OH, OW)
 };
 

@@ -145,6 +145,10 @@ public:
     Rng& rng() { return rng_; }
 
     // A Keras-style table: layer (name and type), output shape, parameters, totals.
+    // A container's (Branches) row counts all its nested tensors and is followed by
+    // its branches' layers, indented and tagged with the branch ("  b1: conv2d_2
+    // (Conv2D)"; an empty branch shows as "identity"). Param # and "Total params"
+    // include the non-trainable state (BatchNorm's moving statistics), as in Keras.
     std::string summary(const std::string& name = "sequential") const {
         std::ostringstream s;
         const std::string rule(65, '_'), dbl(65, '=');
@@ -152,22 +156,17 @@ public:
         s << std::left << std::setw(29) << "Layer (type)" << std::setw(26) << "Output Shape"
           << "Param #\n" << dbl << "\n";
         std::map<std::string, int> seen;
-        std::int64_t total = 0;
+        std::int64_t trainable = 0, fixed = 0;
         for (size_t i = 0; i < layers_.size(); ++i) {
-            auto& l = *layers_[i];
-            std::string base = snake(l.type());
-            int k = seen[base]++;
-            std::string label = (k ? base + "_" + std::to_string(k) : base) + " (" + l.type() + ")";
-            std::int64_t n = 0;
-            for (auto* p : const_cast<Layer<T>&>(l).params()) n += p->value.size();
-            total += n;
-            s << std::setw(29) << label << std::setw(26) << l.output_shape().keras()
-              << group(n) << "\n";
+            auto& l = const_cast<Layer<T>&>(*layers_[i]);
+            summary_rows(s, l, "", 0, seen);
+            trainable += values(l.params());
+            fixed += values(l.state());
             s << (i + 1 == layers_.size() ? dbl : rule) << "\n";
         }
-        s << "Total params: " << group(total) << "\n";
-        s << "Trainable params: " << group(total) << "\n";
-        s << "Non-trainable params: 0\n" << rule << "\n";
+        s << "Total params: " << group(trainable + fixed) << "\n";
+        s << "Trainable params: " << group(trainable) << "\n";
+        s << "Non-trainable params: " << group(fixed) << "\n" << rule << "\n";
         return s.str();
     }
 
@@ -182,6 +181,28 @@ public:
     }
 
 private:
+    static std::int64_t values(const std::vector<Param<T>*>& ps) {
+        std::int64_t n = 0;
+        for (auto* p : ps) n += p->value.size();
+        return n;
+    }
+    // One summary row for `l` (label prefixed by `tag`), then, for a container, the rows
+    // of its branches' layers, indented two spaces per nesting level.
+    static void summary_rows(std::ostringstream& s, Layer<T>& l, const std::string& tag, int depth,
+                             std::map<std::string, int>& seen) {
+        const std::string base = snake(l.type());
+        const int k = seen[base]++;
+        const std::string label = tag + (k ? base + "_" + std::to_string(k) : base) + " (" + l.type() + ")";
+        s << std::setw(29) << label << std::setw(26) << l.output_shape().keras()
+          << group(values(l.params()) + values(l.state())) << "\n";
+        for (size_t b = 0; b < l.branch_count(); ++b) {
+            const std::string t = std::string(size_t(2 * (depth + 1)), ' ') + "b" + std::to_string(b) + ": ";
+            const auto inner = l.branch(b);
+            if (inner.empty())
+                s << std::setw(29) << t + "identity" << std::setw(26) << l.input_shape().keras() << "0\n";
+            for (auto* il : inner) summary_rows(s, *il, t, depth + 1, seen);
+        }
+    }
     static std::string where(size_t i, const Layer<T>& l) {
         return "layer " + std::to_string(i) + " (" + l.type() + "): ";
     }

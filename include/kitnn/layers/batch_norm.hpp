@@ -1,0 +1,197 @@
+// kitnn/layers/batch_norm.hpp — batch normalisation (Keras's BatchNormalization).
+//
+// Normalises each channel (after a conv, input (C,H,W)) or each feature (after a
+// dense, input (F), stored as (F,1,1)) to mean 0 / variance 1, then scales and
+// shifts it with learned gamma and beta. With S = H*W (1 for flat input) the
+// statistics of channel c are taken over the M = N*S values x[n, c, s]:
+//   x      : (N, C, H, W)   (flat: (N, F, 1, 1))
+//   y      : same shape     y = gamma[c] * xhat + beta[c]
+//   xhat_  : same shape     (x - mean[c]) * inv_std[c], cached for backward
+//   gamma, beta             : (C, 1, 1, 1) trainable, init 1 and 0
+//   moving_mean, moving_variance: (C, 1, 1, 1) state(), init 0 and 1: saved in the
+//                             model file, never seen by the optimizer
+//   mean_, inv_std_ : (C)   the statistics the last forward used
+// Training (training=true):
+//   mean = sum(x) / M,  var = sum((x - mean)^2) / M (biased, as the normalisation needs),
+//   inv_std = 1 / sqrt(var + epsilon)
+//   moving = momentum * moving + (1 - momentum) * batch   for the mean and the variance.
+//   The moving variance is fed the BIASED batch variance, as Keras 3 does for every
+//   input (PyTorch, and TensorFlow's fused kernel behind Keras 2's conv case, feed the
+//   unbiased M/(M-1) one instead; for M = N*H*W the difference is negligible, and the
+//   biased one needs no special case for M = 1).
+// Inference (training=false): mean and var are the moving ones, so a sample's output
+//   does not depend on the rest of its batch.
+// Epsilon keeps inv_std finite when a channel has zero variance (a dense input with a
+// batch of 1 in training mode: xhat = 0, y = beta, dx = 0, no NaN).
+// Backward, training mode (mean and var depend on x), per channel over its M values:
+//   dbeta += sum(dy),  dgamma += sum(dy * xhat)
+//   dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
+// Eval mode (statistics are constants): dx = dy * gamma * inv_std, the same dgamma and
+// dbeta with xhat recomputed from x. backward uses the mode of the last forward.
+// Sums are accumulated in double per channel; channels run in parallel when big.
+#pragma once
+
+#include "kitnn/core/parallel.hpp"
+#include "kitnn/layers/layer.hpp"
+
+#include <cmath>
+
+namespace kitnn {
+
+template <class T>
+class BatchNorm : public Layer<T> {
+public:
+    explicit BatchNorm(double momentum = 0.99, double epsilon = 1e-3)
+        : momentum_(momentum), epsilon_(epsilon) {
+        if (!(momentum >= 0.0 && momentum <= 1.0))
+            throw std::invalid_argument("BatchNorm: momentum must be in [0, 1]");
+        if (!(epsilon > 0.0 && std::isfinite(epsilon)))
+            throw std::invalid_argument("BatchNorm: epsilon must be finite and > 0");
+        gamma_.name = "gamma";
+        beta_.name = "beta";
+        moving_mean_.name = "moving_mean";
+        moving_var_.name = "moving_variance";
+    }
+
+    std::string type() const override { return "BatchNorm"; }
+    Config config() const override {
+        Config c;
+        c.set("momentum", momentum_).set("epsilon", epsilon_);
+        return c;
+    }
+    std::vector<Param<T>*> params() override { return {&gamma_, &beta_}; }
+    std::vector<Param<T>*> state() override { return {&moving_mean_, &moving_var_}; }
+    // Per value: normalise (subtract, multiply) and the affine step (multiply, add).
+    std::int64_t macs() const override { return 2 * std::int64_t(this->in_.size()); }
+
+    Param<T>& gamma() { return gamma_; }
+    Param<T>& beta() { return beta_; }
+    Param<T>& moving_mean() { return moving_mean_; }
+    Param<T>& moving_variance() { return moving_var_; }
+    double momentum() const { return momentum_; }
+    double epsilon() const { return epsilon_; }
+
+    void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
+        this->check_input(x);
+        const Eigen::Index N = x.dimension(0), C = c_, S = s_, M = N * S;
+        ensure(y, N, this->out_);
+        was_training_ = training;
+        if (N == 0) return;  // nothing to normalise, and no statistics to learn from
+        const T* g = gamma_.value.data();
+        const T* b = beta_.value.data();
+        if (!training) {
+            // y = x * scale + shift with scale = gamma * inv_std, shift = beta - mean * scale
+            parallel_for(C, 2 * M * C, [&](std::int64_t c) {
+                mean_[c] = moving_mean_.value.data()[c];
+                inv_std_[c] = T(1.0 / std::sqrt(double(moving_var_.value.data()[c]) + epsilon_));
+                const T scale = g[c] * inv_std_[c], shift = b[c] - mean_[c] * scale;
+                for (Eigen::Index n = 0; n < N; ++n) {
+                    const Eigen::Index at = (n * C + c) * S;  // x[n, c, :] is S values
+                    VecMap<T>(y.data() + at, S).array() =
+                        ConstVecMap<T>(x.data() + at, S).array() * scale + shift;
+                }
+            });
+            return;
+        }
+        ensure(xhat_, N, this->in_);
+        const double keep = momentum_, take = 1.0 - momentum_;
+        parallel_for(C, 5 * M * C, [&](std::int64_t c) {
+            double sum = 0;  // double: M can be millions of values
+            for (Eigen::Index n = 0; n < N; ++n)
+                sum += double(ConstVecMap<T>(x.data() + (n * C + c) * S, S).sum());
+            const double mean = sum / double(M);
+            double sq = 0;  // two passes: no cancellation as in E[x^2] - E[x]^2
+            for (Eigen::Index n = 0; n < N; ++n)
+                sq += double((ConstVecMap<T>(x.data() + (n * C + c) * S, S).array() - T(mean))
+                                 .square()
+                                 .sum());
+            const double var = sq / double(M);
+            mean_[c] = T(mean);
+            inv_std_[c] = T(1.0 / std::sqrt(var + epsilon_));
+            for (Eigen::Index n = 0; n < N; ++n) {
+                const Eigen::Index at = (n * C + c) * S;
+                VecMap<T> xh(xhat_.data() + at, S);
+                xh.array() = (ConstVecMap<T>(x.data() + at, S).array() - mean_[c]) * inv_std_[c];
+                VecMap<T>(y.data() + at, S).array() = xh.array() * g[c] + b[c];
+            }
+            T& mm = moving_mean_.value.data()[c];
+            T& mv = moving_var_.value.data()[c];
+            mm = T(keep * double(mm) + take * mean);
+            mv = T(keep * double(mv) + take * var);
+        });
+    }
+
+    void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
+                  Tensor<T>* dx) override {
+        const Eigen::Index N = dy.dimension(0), C = c_, S = s_, M = N * S;
+        if (dx) ensure(*dx, N, this->in_);
+        if (N == 0) return;
+        T* dgamma = gamma_.grad.data();
+        T* dbeta = beta_.grad.data();
+        const T* g = gamma_.value.data();
+        parallel_for(C, 5 * M * C, [&](std::int64_t c) {
+            const T mean = mean_[c], inv = inv_std_[c];
+            // sum(dy) and sum(dy * xhat) over the channel's M values
+            double sdy = 0, sdyx = 0;
+            for (Eigen::Index n = 0; n < N; ++n) {
+                const Eigen::Index at = (n * C + c) * S;
+                const ConstVecMap<T> G(dy.data() + at, S);
+                sdy += double(G.sum());
+                if (was_training_)
+                    sdyx += double(G.dot(ConstVecMap<T>(xhat_.data() + at, S)));
+                else  // xhat was not cached in eval mode: recompute it from x
+                    sdyx += double((G.array() * (ConstVecMap<T>(x.data() + at, S).array() - mean))
+                                       .sum()) *
+                            double(inv);
+            }
+            dgamma[c] += T(sdyx);
+            dbeta[c] += T(sdy);
+            if (!dx) return;
+            if (!was_training_) {  // the statistics are constants: a plain affine map
+                const T k = g[c] * inv;
+                for (Eigen::Index n = 0; n < N; ++n) {
+                    const Eigen::Index at = (n * C + c) * S;
+                    VecMap<T>(dx->data() + at, S) = ConstVecMap<T>(dy.data() + at, S) * k;
+                }
+                return;
+            }
+            // dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
+            const T k = T(double(g[c]) * double(inv) / double(M));
+            const T m = T(M), a = T(sdy), bsum = T(sdyx);
+            for (Eigen::Index n = 0; n < N; ++n) {
+                const Eigen::Index at = (n * C + c) * S;
+                VecMap<T>(dx->data() + at, S).array() =
+                    k * (m * ConstVecMap<T>(dy.data() + at, S).array() - a -
+                         ConstVecMap<T>(xhat_.data() + at, S).array() * bsum);
+            }
+        });
+    }
+
+protected:
+    Shape do_build(const Shape& in, Rng&) override {
+        if (!in.is_image() && !in.is_flat())
+            this->shape_error("needs an image (C,H,W) or flat (F) input, got " + in.str());
+        c_ = in.c();
+        s_ = in.h() * in.w();
+        gamma_.resize(c_, 1, 1, 1);
+        gamma_.value.setConstant(T(1));
+        beta_.resize(c_, 1, 1, 1);
+        moving_mean_.resize(c_, 1, 1, 1);
+        moving_var_.resize(c_, 1, 1, 1);
+        moving_var_.value.setConstant(T(1));
+        mean_.setZero(c_);
+        inv_std_.setZero(c_);
+        return in;
+    }
+
+private:
+    double momentum_, epsilon_;
+    Eigen::Index c_ = 0, s_ = 0;  // channels (or features) and values per channel per sample
+    Param<T> gamma_, beta_;            // (C, 1, 1, 1) trainable
+    Param<T> moving_mean_, moving_var_;  // (C, 1, 1, 1) state, updated in training forward
+    Eigen::Matrix<T, Eigen::Dynamic, 1> mean_, inv_std_;  // (C) used by the last forward
+    Tensor<T> xhat_;                     // (N, C, H, W) normalised x of the last training forward
+    bool was_training_ = false;
+};
+
+}  // namespace kitnn

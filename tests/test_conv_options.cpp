@@ -1,0 +1,217 @@
+// Conv2D's explicit padding (PyTorch's `padding=p`) and use_bias = false:
+// gradients with the one checker (gradient_check.hpp), the forward pass against a
+// naive loop written from the definition, output sizes, the config keys, the model
+// file round trip, files without the new keys, and bad values.
+#include "gradient_check.hpp"
+#include "temp_dir.hpp"
+
+#include <array>
+#include <cmath>
+#include <stdexcept>
+
+using namespace kitnn;
+using kitnn_test::check_layer_gradients;
+using kitnn_test::random_tensor;
+using kitnn_test::TempDir;
+using K = std::array<int, 2>;
+using TD = Tensor<double>;
+
+namespace {
+
+// y[n, f, oh, ow] = b[f] + sum_{c,ki,kj} k[f, c, ki, kj] * x[n, c, oh*s + ki - pad, ow*s + kj - pad],
+// x = 0 outside the image. Plain loops, nothing shared with the layer.
+TD naive_conv(const TD& x, const TD& k, const TD* b, int s, int pad) {
+    const Eigen::Index N = x.dimension(0), C = x.dimension(1), H = x.dimension(2), W = x.dimension(3);
+    const Eigen::Index F = k.dimension(0), KH = k.dimension(2), KW = k.dimension(3);
+    const Eigen::Index OH = (H + 2 * pad - KH) / s + 1, OW = (W + 2 * pad - KW) / s + 1;
+    TD y(N, F, OH, OW);
+    for (Eigen::Index n = 0; n < N; ++n)
+        for (Eigen::Index f = 0; f < F; ++f)
+            for (Eigen::Index oh = 0; oh < OH; ++oh)
+                for (Eigen::Index ow = 0; ow < OW; ++ow) {
+                    double acc = b ? (*b)(f, 0, 0, 0) : 0.0;
+                    for (Eigen::Index c = 0; c < C; ++c)
+                        for (Eigen::Index ki = 0; ki < KH; ++ki)
+                            for (Eigen::Index kj = 0; kj < KW; ++kj) {
+                                const Eigen::Index ih = oh * s + ki - pad, iw = ow * s + kj - pad;
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                    acc += k(f, c, ki, kj) * x(n, c, ih, iw);
+                            }
+                    y(n, f, oh, ow) = acc;
+                }
+    return y;
+}
+
+struct Case {
+    Shape in;
+    int filters, kh, kw, pad, stride;
+    bool bias;
+    Activation act;
+    Eigen::Index batch;
+};
+// Explicit pad 1 and 2 with stride 1, 2 and 4, square and non-square kernels, odd
+// sizes where the last window stops short of the padded edge (stride 4), with and
+// without bias, fused ReLU.
+const Case kCases[] = {
+    {Shape::image(2, 5, 6), 3, 3, 3, 1, 1, true, Activation::linear, 2},
+    {Shape::image(1, 7, 7), 2, 3, 3, 1, 2, true, Activation::linear, 3},
+    {Shape::image(2, 6, 5), 3, 5, 5, 2, 1, true, Activation::relu, 2},
+    {Shape::image(2, 9, 8), 2, 5, 3, 2, 2, false, Activation::linear, 2},
+    {Shape::image(3, 11, 13), 2, 5, 5, 2, 4, true, Activation::linear, 2},  // AlexNet-like: k > s
+    {Shape::image(1, 10, 9), 3, 3, 4, 1, 4, false, Activation::relu, 3},
+    {Shape::image(2, 6, 7), 4, 3, 3, 1, 1, false, Activation::linear, 1},
+};
+
+std::string describe(const Case& c) {
+    return "input " + c.in.str() + " filters " + std::to_string(c.filters) + " kernel " +
+           std::to_string(c.kh) + "x" + std::to_string(c.kw) + " pad " + std::to_string(c.pad) +
+           " stride " + std::to_string(c.stride) + (c.bias ? " bias" : " no bias") + " " +
+           to_string(c.act);
+}
+
+}  // namespace
+
+TEST_CASE("Conv2D explicit padding and no bias: gradients", "[gradcheck][conv2d][conv_options]") {
+    for (const auto& c : kCases) {
+        INFO(describe(c));
+        Conv2D<double> conv(c.filters, K{c.kh, c.kw}, c.act, c.pad, c.stride, Init::glorot_uniform,
+                            c.bias);
+        auto r = check_layer_gradients(conv, c.in, c.batch, 17);
+        CHECK(r.checked_params == c.filters * (c.in.c() * c.kh * c.kw + (c.bias ? 1 : 0)));
+        CHECK(r.checked_inputs == c.batch * c.in.size());
+    }
+    // No bias with the other paddings too.
+    Conv2D<double> same(3, K{3, 3}, Activation::relu, Padding::same, 2, Init::he_uniform, false);
+    auto r = check_layer_gradients(same, Shape::image(2, 7, 6), 2, 18);
+    CHECK(r.checked_params == 3 * 2 * 9);
+    Conv2D<double> valid(2, K{2, 3}, Activation::linear, Padding::valid, 1, Init::glorot_uniform, false);
+    r = check_layer_gradients(valid, Shape::image(3, 5, 5), 2, 19);
+    CHECK(r.checked_params == 2 * 3 * 6);
+}
+
+TEST_CASE("Conv2D explicit padding: forward equals the naive definition", "[conv2d][conv_options]") {
+    for (const auto& c : kCases) {
+        INFO(describe(c));
+        Conv2D<double> conv(c.filters, K{c.kh, c.kw}, Activation::linear, c.pad, c.stride,
+                            Init::glorot_uniform, c.bias);
+        Rng rng(23);
+        const Shape out = conv.build(c.in, rng);
+        // PyTorch's output size.
+        CHECK(out == Shape::image(c.filters, (c.in.h() + 2 * c.pad - c.kh) / c.stride + 1,
+                                  (c.in.w() + 2 * c.pad - c.kw) / c.stride + 1));
+        if (c.bias)  // a non-zero bias, so that it is visibly added
+            for (Eigen::Index i = 0; i < conv.bias().value.size(); ++i)
+                conv.bias().value.data()[i] = rng.normal();
+        const TD x = random_tensor(c.batch, c.in, rng);
+        TD y;
+        conv.forward(x, y, false);
+        const TD ref =
+            naive_conv(x, conv.kernel().value, c.bias ? &conv.bias().value : nullptr, c.stride, c.pad);
+        REQUIRE(y.dimensions() == ref.dimensions());
+        for (Eigen::Index i = 0; i < y.size(); ++i) REQUIRE(y.data()[i] == Approx(ref.data()[i]).margin(1e-12));
+    }
+}
+
+TEST_CASE("Conv2D explicit pad equals same padding for odd kernels at stride 1", "[conv2d][conv_options]") {
+    Conv2D<double> a(4, K{3, 3}, Activation::relu, 1, 1), b(4, K{3, 3}, Activation::relu, Padding::same, 1);
+    Rng ra(5), rb(5);
+    a.build(Shape::image(2, 6, 7), ra);
+    b.build(Shape::image(2, 6, 7), rb);
+    CHECK(a.output_shape() == b.output_shape());
+    CHECK(a.pad_top() == 1);
+    CHECK(a.pad_left() == 1);
+    Rng rx(6);
+    const TD x = random_tensor(3, Shape::image(2, 6, 7), rx);
+    TD ya, yb;
+    a.forward(x, ya, false);
+    b.forward(x, yb, false);
+    for (Eigen::Index i = 0; i < ya.size(); ++i) REQUIRE(ya.data()[i] == yb.data()[i]);
+}
+
+TEST_CASE("Conv2D output sizes: torchvision AlexNet's first layer", "[conv2d][conv_options]") {
+    // 11x11, stride 4, pad 2 on 224x224: (224 + 4 - 11) / 4 + 1 = 55 (valid would give 54).
+    Conv2D<float> c(64, K{11, 11}, Activation::relu, 2, 4);
+    Rng rng(1);
+    CHECK(c.build(Shape::image(3, 224, 224), rng) == Shape::image(64, 55, 55));
+    CHECK(c.param_count() == 64 * 3 * 121 + 64);
+    CHECK(c.macs() == std::int64_t(64) * 3 * 121 * 55 * 55);
+    Conv2D<float> nb(64, K{11, 11}, Activation::relu, 2, 4, Init::glorot_uniform, false);
+    nb.build(Shape::image(3, 224, 224), rng);
+    CHECK(nb.param_count() == 64 * 3 * 121);
+    REQUIRE(nb.params().size() == 1);
+    CHECK(nb.params()[0]->name == "kernel");
+    CHECK(nb.macs() == c.macs());
+}
+
+TEST_CASE("Conv2D config: new keys only when not the default", "[conv2d][conv_options]") {
+    Conv2D<float> old_style(3, K{3, 3}, Activation::relu, Padding::same, 2);
+    CHECK_FALSE(old_style.config().has("pad"));
+    CHECK_FALSE(old_style.config().has("use_bias"));
+    Conv2D<float> e(3, K{5, 5}, Activation::linear, 2, 1, Init::he_normal, false);
+    CHECK(e.config().str("padding") == "explicit");
+    CHECK(e.config().str("pad") == "2");
+    CHECK(e.config().str("use_bias") == "0");
+    // The factory rebuilds it, and a config without the keys (an older file) means bias + no pad.
+    auto l = make_layer<float>("Conv2D", e.config());
+    CHECK(l->config().items() == e.config().items());
+    auto o = make_layer<float>("Conv2D", old_style.config());
+    Rng rng(1);
+    o->build(Shape::image(2, 8, 8), rng);
+    CHECK(o->params().size() == 2);
+    CHECK(o->output_shape() == Shape::image(3, 4, 4));
+}
+
+TEST_CASE("Conv2D explicit padding and no bias survive the model file", "[modelfile][conv_options]") {
+    Sequential<float> m(Shape::image(3, 19, 17), 9);
+    m.add<Conv2D>(6, K{5, 5}, Activation::relu, 2, 4);                                  // (6, 5, 5)
+    m.add<Conv2D>(4, K{3, 3}, Activation::linear, 1, 1, Init::he_uniform, false);        // (4, 5, 5)
+    m.add<Conv2D>(5, K{3, 3}, Activation::relu, Padding::same, 2, Init::glorot_uniform, false);
+    m.add<Flatten>();
+    m.add<Dense>(3);
+    REQUIRE(m.output_shape() == Shape::flat(3));
+    CHECK(m.param_count() == (6 * 75 + 6) + 4 * 54 + 5 * 36 + (5 * 9 + 1) * 3);
+    // Make the first bias non-zero so that a lost bias would show.
+    for (Eigen::Index i = 0; i < 6; ++i) m.layer(0).params()[1]->value.data()[i] = 0.1f * float(i + 1);
+    Tensor<float> x(2, 3, 19, 17);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = float((i * 29 % 97) / 48.0 - 1.0);
+    const Tensor<float> before = m.forward(x, false);
+
+    TempDir dir("kitnn_conv_options");
+    save_model(dir / "m.kitnn", m);
+    auto l = load_model<float>(dir / "m.kitnn");
+    REQUIRE(l.size() == m.size());
+    CHECK(l.summary() == m.summary());
+    CHECK(l.param_count() == m.param_count());
+    for (size_t i = 0; i < m.size(); ++i) CHECK(l.layer(i).config().items() == m.layer(i).config().items());
+    const Tensor<float> after = l.forward(x, false);
+    for (Eigen::Index i = 0; i < before.size(); ++i) REQUIRE(after.data()[i] == before.data()[i]);
+}
+
+TEST_CASE("Conv2D rejects bad pad and use_bias values", "[conv2d][conv_options]") {
+    CHECK_THROWS_AS(Conv2D<float>(2, K{3, 3}, Activation::linear, -1), std::invalid_argument);
+    CHECK_THROWS_AS(Conv2D<float>(2, K{3, 3}, Activation::linear, 3), std::invalid_argument);
+    CHECK_THROWS_AS(Conv2D<float>(2, K{1, 7}, Activation::linear, 1), std::invalid_argument);
+    CHECK_NOTHROW(Conv2D<float>(2, K{3, 3}, Activation::linear, 2));
+    // A kernel larger than the padded input.
+    Sequential<float> m(Shape::image(1, 3, 3));
+    CHECK_THROWS_AS(m.add<Conv2D>(2, K{6, 6}, Activation::linear, 1), ShapeError);
+    CHECK_NOTHROW(m.add<Conv2D>(2, K{5, 5}, Activation::linear, 1));  // 3 + 2 = 5: one pixel out
+
+    Config c = Conv2D<float>(2, K{3, 3}, Activation::linear, 1).config();
+    Config bad_pad = c;
+    bad_pad.set("pad", "x");
+    CHECK_THROWS(make_layer<float>("Conv2D", bad_pad));
+    Config no_pad = Conv2D<float>(2, K{3, 3}).config();
+    no_pad.set("padding", "explicit");  // but no "pad" key
+    CHECK_THROWS(make_layer<float>("Conv2D", no_pad));
+    Config bad_bias = c;
+    bad_bias.set("use_bias", "yes");
+    CHECK_THROWS(make_layer<float>("Conv2D", bad_bias));
+    // The loader's limits see the padding: 4x4 kernel on 3x3 fits only with pad >= 1.
+    Config k4 = Conv2D<float>(2, K{4, 4}, Activation::linear, 1).config();
+    CHECK(check_layer_limits("Conv2D", k4, Shape::image(1, 3, 3), 1 << 20, 4).empty());
+    k4.set("padding", "valid");
+    CHECK_FALSE(check_layer_limits("Conv2D", k4, Shape::image(1, 3, 3), 1 << 20, 4).empty());
+    k4.set("padding", "explicit").set("pad", "4");
+    CHECK_FALSE(check_layer_limits("Conv2D", k4, Shape::image(1, 3, 3), 1 << 20, 4).empty());
+}
