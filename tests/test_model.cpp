@@ -384,6 +384,11 @@ TEST_CASE("initial weights: seeded, Glorot-uniform within bounds, zero biases", 
             for (auto* p : layer.params()) {
                 INFO("layer " << li << " " << layer.type() << " " << p->name);
                 const Tensor<float>& v = p->value;
+                if (p->name == "gamma" || p->name == "beta") {  // BatchNorm: 1 and 0
+                    const float want = p->name == "gamma" ? 1.0f : 0.0f;
+                    for (Eigen::Index i = 0; i < v.size(); ++i) CHECK(v.data()[i] == want);
+                    continue;
+                }
                 if (p->name == "bias") {
                     float m = 0;
                     for (Eigen::Index i = 0; i < v.size(); ++i) m = std::max(m, std::abs(v.data()[i]));

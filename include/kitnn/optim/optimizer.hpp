@@ -7,6 +7,9 @@
 
 #include "kitnn/core/tensor.hpp"
 
+#include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace kitnn {
@@ -20,7 +23,57 @@ public:
     virtual void set_learning_rate(double lr) = 0;
     std::int64_t iterations() const { return t_; }
 
+    // The state a training checkpoint needs to continue exactly (--resume): the
+    // per-parameter buffers as named tensors, (size, 1, 1, 1) each, and the step count.
+    using NamedTensors = std::vector<std::pair<std::string, Tensor<T>>>;
+    virtual NamedTensors state() const { return {}; }
+    // Restores state() for `params`; throws std::runtime_error naming the first
+    // buffer that does not fit (another model, or a different optimizer).
+    virtual void load_state(const NamedTensors& s, const std::vector<Param<T>*>& params,
+                            std::int64_t iterations) {
+        (void)params;
+        if (!s.empty())
+            throw std::runtime_error("optimizer state: this optimizer keeps no buffers, got " +
+                                     std::to_string(s.size()));
+        t_ = iterations;
+    }
+
 protected:
+    // Helpers for optimizers that keep one vector per parameter (moments, velocity).
+    using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    static void export_buffers(const std::string& prefix, const std::vector<Vec>& b, NamedTensors& out) {
+        for (size_t i = 0; i < b.size(); ++i) {
+            Tensor<T> t(b[i].size(), 1, 1, 1);
+            std::copy(b[i].data(), b[i].data() + b[i].size(), t.data());
+            out.emplace_back(prefix + std::to_string(i), std::move(t));
+        }
+    }
+    static void import_buffers(const std::string& prefix, const NamedTensors& s,
+                               const std::vector<Param<T>*>& params, std::vector<Vec>& b) {
+        b.clear();
+        size_t stored = 0;
+        for (auto& kv : s) stored += kv.first.compare(0, prefix.size(), prefix) == 0;
+        if (stored != params.size())
+            throw std::runtime_error("optimizer state: " + std::to_string(stored) + " '" + prefix +
+                                     "*' buffers for " + std::to_string(params.size()) +
+                                     " parameters (a checkpoint of another model?)");
+        for (size_t i = 0; i < params.size(); ++i) {
+            const std::string name = prefix + std::to_string(i);
+            const Tensor<T>* t = nullptr;
+            for (auto& kv : s)
+                if (kv.first == name) t = &kv.second;
+            if (!t)
+                throw std::runtime_error("optimizer state: missing buffer '" + name + "' (" +
+                                         std::to_string(params.size()) + " parameters)");
+            if (t->size() != params[i]->value.size())
+                throw std::runtime_error("optimizer state: buffer '" + name + "' has " +
+                                         std::to_string(t->size()) + " values, parameter " +
+                                         std::to_string(i) + " has " +
+                                         std::to_string(params[i]->value.size()));
+            b.emplace_back(Eigen::Map<const Vec>(t->data(), t->size()));
+        }
+    }
+
     std::int64_t t_ = 0;  // steps taken
 };
 

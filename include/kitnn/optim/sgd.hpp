@@ -48,6 +48,18 @@ public:
     double learning_rate() const override { return o_.lr; }
     void set_learning_rate(double lr) override { o_.lr = lr; }
 
+    typename Optimizer<T>::NamedTensors state() const override {
+        typename Optimizer<T>::NamedTensors s;
+        this->export_buffers("sgd.velocity.", vel_, s);
+        return s;
+    }
+    void load_state(const typename Optimizer<T>::NamedTensors& s, const std::vector<Param<T>*>& params,
+                    std::int64_t iterations) override {
+        if (s.empty() && iterations == 0) vel_.clear();
+        else this->import_buffers("sgd.velocity.", s, params, vel_);
+        this->t_ = iterations;
+    }
+
 private:
     SGDOptions o_;
     std::vector<Eigen::Matrix<T, Eigen::Dynamic, 1>> vel_;
