@@ -106,9 +106,10 @@ inline Recipe recipe(const std::string& name) {
         r.epochs = 12;
         r.schedule = "cosine";
         r.augment = "shift=1,rotate=5,scale=0.05";
-    } else if (name == "kerascnn") {
+    } else if (name == "kerascnn") {  // the same: 99.07 % without, 99.35 % with
         r.epochs = 12;
         r.schedule = "cosine";
+        r.augment = "shift=1,rotate=5,scale=0.05";
     } else if (name == "best") {
         // 55,000 / 5,000 like LeCun's split; small shifts, rotations and scalings of
         // the training digits; a cosine decay from a higher rate (BatchNorm allows it).
