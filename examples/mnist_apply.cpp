@@ -13,8 +13,14 @@
 // with --top K), or one JSON object per line with --json. With --labels it also prints a
 // confusion matrix and "accuracy: 0.9420 (471/500)". A file that cannot be read or holds
 // no digit is reported and the others are still classified; the exit code is then 1.
+//
+// Class names: a model trained with `mnist_train --dataset fashion` records "fashion" in
+// its metadata, and its predictions are printed as Fashion-MNIST class names ("Sneaker");
+// --dataset overrides the file. For Fashion-MNIST the preprocessing scales the object to
+// fill the whole 28x28 frame, as that data set was made (MNIST digits fill 20x20).
 #include "cli.hpp"
 
+#include <kitnn/data/datasets.hpp>
 #include <kitnn/data/preprocess.hpp>
 #include <kitnn/io/image.hpp>
 #include <kitnn/kitnn.hpp>
@@ -76,7 +82,7 @@ std::string save_name(const std::string& path, std::set<std::string>& used) {
 int main(int argc, char** argv) {
     CLI::App app{"Classify images of handwritten digits with a kitnn model. Any size, grey or colour, "
                  "dark on light or light on dark: images are preprocessed like MNIST unless --raw."};
-    std::string model_path, labels_csv, save_dir;
+    std::string model_path, labels_csv, save_dir, dataset;
     std::vector<std::string> images;
     bool resize = false, raw = false, json = false;
     int top = 1;
@@ -85,6 +91,10 @@ int main(int argc, char** argv) {
                  "no preprocessing: the images already are MNIST digits (28x28, white on black, centred)");
     app.add_flag("--resize", resize, "with --raw: scale images of another size to the model's input size (without --raw, "
                  "preprocessing always scales)");
+    app.add_option("--dataset", dataset,
+                   "class names: mnist (digits) or fashion (default: the data set recorded in the model file, "
+                   "else mnist)")
+        ->check(CLI::IsMember(data::dataset_names()));
     app.add_option("--top", top, "also print the K most likely classes")->check(CLI::Range(1, 10));
     app.add_flag("--json", json, "one JSON object per image (and a summary object with --labels)");
     app.add_option("--save-preprocessed", save_dir,
@@ -105,8 +115,20 @@ int main(int argc, char** argv) {
     }
 
     return kitnn_examples::guarded("mnist_apply", [&] {
-        Sequential<float> model = load_model<float>(model_path);
+        Metadata meta;
+        Sequential<float> model = load_model<float>(model_path, &meta);
         const Shape in = model.input_shape();
+        const int K = int(model.output_shape().size());
+        // The class names: --dataset, else the model's "dataset" metadata if it is one
+        // we know, else digits. Outputs beyond the list are named by their number.
+        if (dataset.empty() && meta.count("dataset")) {
+            const auto known = data::dataset_names();
+            if (std::find(known.begin(), known.end(), meta["dataset"]) != known.end()) dataset = meta["dataset"];
+        }
+        if (dataset.empty()) dataset = "mnist";
+        const bool digits = dataset == "mnist";
+        std::vector<std::string> names = data::class_names(dataset);
+        for (int k = int(names.size()); k < K; ++k) names.push_back(std::to_string(k));
         if (!in.is_image() || in.c() != 1)
             throw std::runtime_error(model_path + ": the model takes input " + in.str() +
                                      ", not a greyscale image (1,H,W)");
@@ -117,6 +139,7 @@ int main(int argc, char** argv) {
         data::PreprocessOptions popt;
         popt.frame = H;
         popt.box = std::max(1, int(std::lround(H * 20.0 / 28.0)));  // MNIST: 20 of 28
+        if (dataset == "fashion") popt.box = H;  // Fashion-MNIST: the longer side fills the frame
 
         // The work list: the files given, or the CSV's files inside the one folder.
         std::vector<std::string> paths;
@@ -164,7 +187,6 @@ int main(int argc, char** argv) {
                 std::copy(im.pixels.begin(), im.pixels.end(), x.data());
 
                 const Tensor<float> p = model.predict(x);
-                const int K = int(p.size());
                 std::vector<int> order(static_cast<size_t>(K));
                 for (int k = 0; k < K; ++k) order[size_t(k)] = k;
                 std::stable_sort(order.begin(), order.end(),
@@ -172,10 +194,14 @@ int main(int argc, char** argv) {
                 const int pred = order[0];
                 const int shown = std::min(top, K);
                 if (json) {
-                    std::cout << "{\"file\": " << json_string(path) << ", \"prediction\": " << pred
+                    // Digits keep the original format; other data sets add the class name.
+                    auto cls = [&](int k) {
+                        return digits ? std::string() : ", \"class\": " + json_string(names[size_t(k)]);
+                    };
+                    std::cout << "{\"file\": " << json_string(path) << ", \"prediction\": " << pred << cls(pred)
                               << ", \"probability\": " << fixed4(p.data()[pred]) << ", \"top\": [";
                     for (int k = 0; k < shown; ++k)
-                        std::cout << (k ? ", " : "") << "{\"digit\": " << order[size_t(k)]
+                        std::cout << (k ? ", " : "") << "{\"digit\": " << order[size_t(k)] << cls(order[size_t(k)])
                                   << ", \"probability\": " << fixed4(p.data()[order[size_t(k)]]) << "}";
                     std::cout << "]";
                     if (!labels.empty())
@@ -183,12 +209,16 @@ int main(int argc, char** argv) {
                                   << ", \"correct\": " << (pred == labels[i] ? "true" : "false");
                     std::cout << "}\n";
                 } else {
-                    std::cout << path << ": " << pred << " (probability " << fixed4(p.data()[pred]) << ")";
+                    std::cout << path << ": " << names[size_t(pred)] << " (probability " << fixed4(p.data()[pred])
+                              << ")";
                     for (int k = 1; k < shown; ++k)
-                        std::cout << (k == 1 ? "  next: " : ", ") << order[size_t(k)] << " ("
+                        std::cout << (k == 1 ? "  next: " : ", ") << names[size_t(order[size_t(k)])] << " ("
                                   << fixed4(p.data()[order[size_t(k)]]) << ")";
-                    if (!labels.empty()) std::cout << (pred == labels[i] ? "" : "  WRONG, label " +
-                                                                                   std::to_string(labels[i]));
+                    if (!labels.empty())
+                        std::cout << (pred == labels[i] ? ""
+                                                        : "  WRONG, label " +
+                                                              (labels[i] < K ? names[size_t(labels[i])]
+                                                                             : std::to_string(labels[i])));
                     std::cout << "\n";
                 }
                 if (!labels.empty() && pred < 10) {
@@ -220,6 +250,11 @@ int main(int argc, char** argv) {
             } else if (scored == 0) {
                 std::cout << "accuracy: none (0/0): no image could be classified\n";
             } else {
+                if (!digits) {
+                    std::cout << "\nclasses:";
+                    for (int q = 0; q < 10 && q < K; ++q) std::cout << (q ? ", " : " ") << q << " " << names[size_t(q)];
+                    std::cout << "\n";
+                }
                 std::cout << "\nconfusion matrix (rows: label, columns: prediction)\n      ";
                 for (int q = 0; q < 10; ++q) std::cout << std::setw(5) << q;
                 std::cout << "\n";

@@ -1,14 +1,16 @@
 // mnist_export — writes the first N MNIST test digits as PNG files, so the images a
 // model is applied to can be looked at (and fed back to it as files).
 //
-//   mnist_export [--data DIR] [--out DIR] [--count 20]
+//   mnist_export [--data DIR] [--out DIR] [--count 20] [--dataset mnist|fashion]
 //
 // Writes into --out (default: the current directory):
 //   example_input_0.png ... example_input_{N-1}.png  28x28 greyscale, white digit on
 //       black: exactly the MNIST bytes, so loading one gives the network's own input;
 //   example_inputs_sheet.png  all N digits inverted (black on white, easier to read
 //       on a page) in a grid with a small margin;
-//   example_labels.csv  "file,label" for each example PNG, to check predictions.
+//   example_labels.csv  "file,label" for each example PNG, to check predictions
+//       (for Fashion-MNIST the label is the class number; the names are printed).
+#include <kitnn/data/datasets.hpp>
 #include <kitnn/data/idx.hpp>
 #include <kitnn/io/atomic_file.hpp>
 #include <kitnn/io/image.hpp>
@@ -26,11 +28,12 @@
 
 namespace {
 
-int run(const std::string& data_flag, const std::string& out_dir, int count) {
+int run(const std::string& dataset, const std::string& data_flag, const std::string& out_dir, int count) {
     namespace fs = std::filesystem;
     using namespace kitnn;
 
-    const std::string dir = data::find_mnist_dir(data_flag);
+    const data::DatasetInfo& info = data::dataset_info(dataset);
+    const std::string dir = data::find_dataset_dir(dataset, data_flag);
     // Only the test split is needed; loading it alone is ~6x less work than load_mnist.
     const data::Dataset test = data::load_idx(data::find_idx_file(dir, "t10k-images-idx3-ubyte"),
                                               data::find_idx_file(dir, "t10k-labels-idx1-ubyte"));
@@ -79,8 +82,14 @@ int run(const std::string& data_flag, const std::string& out_dir, int count) {
 
     std::cout << "mnist_export: wrote example_input_0.png .. example_input_" << count - 1
               << ".png, example_inputs_sheet.png (" << grid_cols << "x" << grid_rows
-              << " grid) and example_labels.csv to " << out_dir << " (MNIST test set from " << dir
-              << ")\n";
+              << " grid) and example_labels.csv to " << out_dir << " (" << info.title << " test set from "
+              << dir << ")\n";
+    if (dataset != "mnist") {
+        std::cout << "classes:";
+        for (std::size_t k = 0; k < info.class_names.size(); ++k)
+            std::cout << (k ? ", " : " ") << k << " " << info.class_names[k];
+        std::cout << "\n";
+    }
     return 0;
 }
 
@@ -89,11 +98,15 @@ int run(const std::string& data_flag, const std::string& out_dir, int count) {
 int main(int argc, char** argv) {
     CLI::App app{"Write the first N MNIST test digits as PNG files (white on black, 28x28), a "
                  "black-on-white contact sheet, and example_labels.csv."};
-    std::string data_dir, out_dir = ".";
+    std::string data_dir, out_dir = ".", dataset = "mnist";
     int count = 20;
     app.add_option("--data", data_dir,
                    "MNIST folder (default: $KITNN_MNIST_DIR, else data/mnist; "
                    "get it with scripts/download_mnist.sh)");
+    app.add_option("--dataset", dataset, "mnist, or fashion (Fashion-MNIST; default folder "
+                   "/usr/share/datasets/fashion-mnist, or $KITNN_FASHION_MNIST_DIR)")
+        ->check(CLI::IsMember(kitnn::data::dataset_names()))
+        ->capture_default_str();
     app.add_option("--out", out_dir, "output folder, created if missing")->capture_default_str();
     app.add_option("--count", count, "number of test digits to export")
         ->check(CLI::Range(1, 10000))
@@ -106,7 +119,7 @@ int main(int argc, char** argv) {
         return app.exit(e) == 0 ? 0 : 2;
     }
     try {
-        return run(data_dir, out_dir, count);
+        return run(dataset, data_dir, out_dir, count);
     } catch (const std::exception& e) {
         std::cerr << "mnist_export: error: " << e.what() << "\n";
         return 1;

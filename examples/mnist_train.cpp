@@ -1,7 +1,20 @@
 // mnist_train — the exercise: train a CNN on MNIST, keep the best model, test it.
 //
-//   mnist_train [--model keck] [--epochs 10] [--batch 100] [--lr 0.001]
-//               [--val-split 0.2] [--seed 1] [--threads N] [--data DIR] [--out DIR]
+//   mnist_train [--model keck|lenet5|kerascnn|best] [--epochs N] [--batch N] [--lr X]
+//               [--val-split F] [--schedule S] [--augment A] [--early-stopping N]
+//               [--weight-decay W] [--seed 1] [--threads N] [--data DIR] [--out DIR]
+//               [--dataset mnist|fashion] [--report DIR] [--resume OUT/last.kitnn]
+//
+// Each model comes with a recipe (zoo.hpp: zoo::recipe) for the flags not given;
+// keck's is the exercise as set: Adam 0.001, batch 100, 10 epochs, 20 % validation.
+// After every epoch OUT/last.kitnn holds a training checkpoint (weights, Adam's
+// moments, epoch, schedule and generator states, history); --resume continues it
+// and ends with the same weights as an uninterrupted run (same seed and threads).
+//
+// --dataset fashion trains on Fashion-MNIST (same file format, 10 clothing classes;
+// data/datasets.hpp); the data set's name goes into the model file's metadata, so
+// mnist_apply prints class names. --report DIR writes the PNG pictures of
+// viz/report.hpp after the test.
 //
 // As Keras's fit(validation_split=0.2): the LAST 20 % of the 60,000 training
 // images are held out for validation, the rest is shuffled every epoch. After each
@@ -10,10 +23,13 @@
 // loaded back from disk and scored on the 10,000 test images.
 #include "cli.hpp"
 
+#include <kitnn/data/datasets.hpp>
 #include <kitnn/data/idx.hpp>
 #include <kitnn/kitnn.hpp>
+#include <kitnn/viz/report.hpp>
 
 #include <filesystem>
+#include <optional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -43,22 +59,47 @@ static std::string diagnose(double train_acc, double val_acc, int best_epoch, in
 
 int main(int argc, char** argv) {
     CLI::App app{"Train a CNN on MNIST (the kitnn exercise) and test the best model."};
-    std::string data_dir, out_dir = "runs/keck", model_name = "keck";
-    int epochs = 10, threads = max_threads();
+    std::string data_dir, out_dir, model_name = "keck", resume;
+    int epochs = 10, threads = max_threads(), early_stopping = 0;
     Eigen::Index batch = 100, limit = 0;
-    double lr = 1e-3, val_split = 0.2;
+    double lr = 1e-3, val_split = 0.2, weight_decay = 0;
     std::uint64_t seed = 1;
-    std::string progress = "auto";
-    app.add_option("--model", model_name, "network: keck (the exercise's), lenet5, kerascnn")
+    std::string progress = "auto", schedule = "constant", augment = "none";
+    std::string dataset = "mnist", report_dir;
+    app.add_option("--model", model_name,
+                   "network: keck (the exercise's), lenet5, kerascnn, best; each comes with its "
+                   "own recipe (epochs, rate, schedule, augmentation; see docs/models.md) which "
+                   "the flags below override")
         ->check(CLI::IsMember(zoo::mnist_models()))->capture_default_str();
-    app.add_option("--data", data_dir, "folder with the MNIST IDX files (default: $KITNN_MNIST_DIR, else data/mnist)");
-    app.add_option("--out", out_dir, "folder for best.kitnn and history.csv")->capture_default_str();
-    app.add_option("--epochs", epochs, "training epochs")->check(CLI::Range(1, 100000))->capture_default_str();
-    app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 60000))->capture_default_str();
-    app.add_option("--lr", lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--val-split", val_split, "fraction of the training images held out (the last ones)")
-        ->check(CLI::Range(0.0, 0.9))->capture_default_str();
-    app.add_option("--seed", seed, "seed for weights, dropout and shuffling")->capture_default_str();
+    app.add_option("--dataset", dataset, "mnist (digits) or fashion (Fashion-MNIST clothing, 10 classes)")
+        ->check(CLI::IsMember(data::dataset_names()))->capture_default_str();
+    app.add_option("--data", data_dir, "folder with the IDX files (default: $KITNN_MNIST_DIR, else data/mnist; "
+                   "fashion: $KITNN_FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)");
+    app.add_option("--report", report_dir, "after training, write PNG pictures of the run into this folder "
+                   "(learning curves, test confusion matrix, worst errors, first-layer filters)");
+    app.add_option("--out", out_dir, "folder for best.kitnn (best val_loss), last.kitnn (training "
+                   "checkpoint after every epoch, for --resume) and history.csv [default: runs/MODEL]");
+    app.add_option("--epochs", epochs, "training epochs (total, when resuming) [recipe; keck: 10]")
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--batch", batch, "batch size [recipe; keck: 100]")->check(CLI::Range(1, 60000));
+    app.add_option("--lr", lr, "Adam learning rate (the schedule's base) [recipe; keck: 0.001]")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--val-split", val_split, "fraction of the training images held out (the last ones) "
+                   "[recipe; keck: 0.2]")
+        ->check(CLI::Range(0.0, 0.9));
+    app.add_option("--schedule", schedule, "learning-rate schedule: constant, step:EPOCHS:GAMMA, "
+                   "cosine[:MIN_LR], plateau:FACTOR:PATIENCE[:MIN_LR], optionally prefixed by "
+                   "warmup=EPOCHS, [recipe; keck: constant]");
+    app.add_option("--augment", augment, "random training-image transforms, e.g. "
+                   "shift=2,rotate=10,scale=0.1 (pixels, degrees, fraction) or none [recipe; keck: none]");
+    app.add_option("--early-stopping", early_stopping, "stop after N epochs without a better val_loss "
+                   "(0 = never) [recipe; keck: 0]")->check(CLI::Range(0, 100000));
+    app.add_option("--weight-decay", weight_decay, "AdamW's decoupled weight decay (0 = plain Adam) "
+                   "[recipe; keck: 0]")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--resume", resume, "continue the run saved in this training checkpoint "
+                   "(OUT/last.kitnn) with its own settings, up to --epochs")
+        ->check(CLI::ExistingFile);
+    app.add_option("--seed", seed, "seed for weights, dropout, shuffling and augmentation")->capture_default_str();
     app.add_option("--threads", threads, "OpenMP threads (default: all cores)")->check(CLI::Range(1, 1024))->capture_default_str();
     app.add_option("--limit", limit, "use only the first N training images (0 = all), for quick runs")
         ->check(CLI::Range(0, 60000));
@@ -68,8 +109,61 @@ int main(int argc, char** argv) {
 
     return kitnn_examples::guarded("mnist_train", [&] {
         set_threads(threads);
-        const std::string dir = data::find_mnist_dir(data_dir);
-        std::cout << "Loading MNIST from " << dir << "\n";
+        // The run's settings: from the checkpoint when resuming, else the model's recipe
+        // overridden by the flags given.
+        std::optional<TrainingCheckpoint<float>> ckpt;
+        if (!resume.empty()) {
+            std::vector<std::string> fixed;
+            for (const char* f : {"--model", "--dataset", "--batch", "--lr", "--val-split", "--schedule",
+                                  "--augment", "--early-stopping", "--weight-decay", "--seed", "--limit"})
+                if (app.count(f)) fixed.push_back(f);
+            if (!fixed.empty()) {
+                std::string list;
+                for (auto& f : fixed) list += (list.empty() ? "" : ", ") + f;
+                throw std::invalid_argument(
+                    "--resume continues the checkpoint's run with its own settings; " + list +
+                    " cannot be changed (only --epochs, --threads, --data, --out, --progress and "
+                    "--report may be given)");
+            }
+            ckpt = load_training_checkpoint<float>(resume);
+            const Metadata& m = ckpt->metadata;
+            auto get = [&](const char* k) {
+                auto it = m.find(k);
+                if (it == m.end())
+                    throw ModelFileError(resume + ": training checkpoint without '" + k + "'");
+                return it->second;
+            };
+            model_name = get("model");
+            dataset = get("dataset");
+            seed = std::stoull(get("seed"));
+            batch = std::stoll(get("train.batch"));
+            lr = std::stod(get("train.lr"));
+            val_split = std::stod(get("train.val_split"));
+            limit = std::stoll(get("train.limit"));
+            augment = get("train.augment");
+            early_stopping = std::stoi(get("train.early_stopping"));
+            weight_decay = std::stod(get("train.weight_decay"));
+            schedule = ckpt->schedule_spec;
+            if (!app.count("--epochs")) epochs = std::stoi(get("train.epochs"));
+        } else {
+            const zoo::Recipe r = zoo::recipe(model_name);
+            if (!app.count("--epochs")) epochs = r.epochs;
+            if (!app.count("--batch")) batch = r.batch;
+            if (!app.count("--lr")) lr = r.lr;
+            if (!app.count("--val-split")) val_split = r.val_split;
+            if (!app.count("--schedule")) schedule = r.schedule;
+            if (!app.count("--augment")) augment = r.augment;
+            if (!app.count("--early-stopping")) early_stopping = r.early_stopping;
+            if (!app.count("--weight-decay")) weight_decay = r.weight_decay;
+        }
+        if (out_dir.empty()) out_dir = "runs/" + model_name;
+        FitOptions fo;
+        fo.schedule = LrSchedule::parse(schedule);  // bad specs fail before the data loads
+        fo.augment = AugmentOptions::parse(augment);
+
+        const data::DatasetInfo& info = data::dataset_info(dataset);
+        const std::string dir = data::find_dataset_dir(dataset, data_dir);
+        std::cout << "Loading " << info.title << " from " << dir << "\n";
         const data::Mnist mnist = data::load_mnist(dir);
 
         Eigen::Index n = mnist.train.size();
@@ -79,25 +173,54 @@ int main(int argc, char** argv) {
         LabelledView val{&mnist.train.images, &mnist.train.labels, n - n_val, n};
         LabelledView test{&mnist.test.images, &mnist.test.labels, 0, mnist.test.size()};
 
-        Sequential<float> model = zoo::mnist_model<float>(model_name, seed);
+        Sequential<float> model = ckpt ? std::move(ckpt->model) : zoo::mnist_model<float>(model_name, seed);
         std::cout << model.summary(model_name);
         std::cout << "Train on " << train.size() << " samples, validate on " << val.size()
-                  << " samples; batch " << batch << ", Adam lr " << lr << ", seed " << seed
-                  << ", " << threads << " thread(s)\n";
+                  << " samples; batch " << batch << ", " << (weight_decay > 0 ? "AdamW" : "Adam")
+                  << " lr " << lr;
+        if (weight_decay > 0) std::cout << " weight decay " << weight_decay;
+        std::cout << ", schedule " << schedule << ", augmentation " << fo.augment.str();
+        if (early_stopping > 0) std::cout << ", early stopping after " << early_stopping << " epochs";
+        std::cout << ", seed " << seed << ", " << threads << " thread(s)\n";
 
         std::filesystem::create_directories(out_dir);
-        FitOptions fo;
         fo.epochs = epochs;
         fo.batch = batch;
         fo.seed = seed;
+        fo.base_lr = lr;
+        fo.early_stopping = early_stopping;
         fo.checkpoint = out_dir + "/best.kitnn";
+        fo.last_checkpoint = out_dir + "/last.kitnn";
         fo.history_csv = out_dir + "/history.csv";
-        fo.metadata = {{"model", model_name}, {"dataset", "mnist"}, {"seed", std::to_string(seed)}};
+        auto num = [](double v) {
+            std::ostringstream s;
+            s.precision(17);
+            s << v;
+            return s.str();
+        };
+        fo.metadata = {{"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
+                       {"train.batch", std::to_string(batch)}, {"train.lr", num(lr)},
+                       {"train.val_split", num(val_split)}, {"train.limit", std::to_string(limit)},
+                       {"train.augment", fo.augment.str()},
+                       {"train.early_stopping", std::to_string(early_stopping)},
+                       {"train.weight_decay", num(weight_decay)}, {"train.epochs", std::to_string(epochs)}};
         fo.progress = progress == "bar" ? 1 : progress == "plain" ? 0 : -1;
         AdamOptions ao;
         ao.lr = lr;
+        ao.weight_decay = weight_decay;
+        ao.decoupled = true;  // AdamW when weight_decay > 0
         Adam<float> adam(ao);
-        const auto history = fit(model, adam, train, val, fo);
+        TrainState state;
+        if (ckpt) {
+            adam.load_state(ckpt->optimizer_state, model.params(), ckpt->iterations);  // ckpt->model was moved
+            fo.schedule.restore(ckpt->schedule_state);
+            state = ckpt->state;
+            std::cout << "Resuming from " << resume << " after epoch " << state.epoch << "\n";
+            if (state.epoch > 0 && !std::filesystem::exists(fo.checkpoint))
+                throw FileError(fo.checkpoint + ": the best model of the interrupted run is missing "
+                                "(resume with the same --out)");
+        }
+        const auto history = fit(model, adam, train, val, fo, &state);
 
         // Epoch times, and how to read under- vs overfitting from the history.
         double total_s = 0;
@@ -130,6 +253,10 @@ int main(int argc, char** argv) {
         const auto te = evaluate(best, test);
         std::cout << "test accuracy: " << te.accuracy << " (" << te.correct << "/" << te.count
                   << ")\n";
+        if (!report_dir.empty()) {
+            const auto files = viz::write_report(report_dir, history, best, test, info.class_names);
+            std::cout << "report: " << files.size() << " pictures in " << report_dir << "\n";
+        }
         return 0;
     });
 }
