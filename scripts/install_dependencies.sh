@@ -3,17 +3,18 @@
 # Idempotent: installs only what is missing. As root it runs apt-get; otherwise
 # it prints the exact command to run with sudo and exits 1.
 #   scripts/install_dependencies.sh [--with-peer]   (--with-peer: also PyTorch for the comparison)
-#   scripts/install_dependencies.sh --with-fuzz     (also clang + libFuzzer for tests/fuzz/run.sh)
+# clang-14 + libclang-rt-14-dev (libFuzzer, for tests/fuzz/run.sh, which scripts/test.sh
+# runs) are part of the default set; --with-fuzz is still accepted and changes nothing.
 set -euo pipefail
 
+# clang-14 + its runtime (libclang_rt.fuzzer, asan, ubsan): -fsanitize=fuzzer in tests/fuzz/.
 packages=(build-essential cmake pkg-config libeigen3-dev libstb-dev catch2 libomp-dev
-          zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates)
+          zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates
+          clang-14 libclang-rt-14-dev
+          dataset-fashion-mnist)  # Fashion-MNIST IDX files: mnist_train --dataset fashion, tests
 if [[ "${1:-}" == "--with-peer" ]]; then packages+=(python3-torch python3-numpy); fi
-for arg in "$@"; do  # clang-14 + its runtime (libclang_rt.fuzzer, asan, ubsan) for -fsanitize=fuzzer
-  if [[ "$arg" == "--with-fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
-done
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0
 fi
 
 missing=()

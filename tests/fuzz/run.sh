@@ -47,6 +47,8 @@ for t in "${targets[@]}"; do
   fi
   seeds=$here/corpus/$t
   log=$build/fuzz_$t.log
+  stamp=$build/.start_$t
+  touch "$stamp"
   if [[ "$seconds" -eq 0 ]]; then
     echo "== fuzz_$t: running the $(ls "$seeds" | wc -l) seeds once"
     "$bin" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
@@ -65,8 +67,10 @@ for t in "${targets[@]}"; do
     summary+=("fuzz_$t: ok, ${execs:-$(ls "$seeds" | wc -l)} executions${cov:+, $cov}")
   else
     fail=1
-    summary+=("fuzz_$t: FAILED (exit $rc), see $log")
     grep -E 'ERROR|SUMMARY|Test unit written|==[0-9]+==' "$log" | head -20
+    kept=$(find "$build/artifacts" -name "$t-*" -newer "$stamp" | head -5)
+    summary+=("fuzz_$t: FAILED (exit $rc), see $log")
+    for a in $kept; do summary+=("  input kept: $a  (replay: $bin $a)"); done
   fi
 done
 printf '%s\n' "${summary[@]}"

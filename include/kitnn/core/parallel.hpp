@@ -25,13 +25,18 @@ inline int max_threads() {
 #endif
 }
 
-// Sets OpenMP's and Eigen's thread count together (Eigen's GEMM uses OpenMP).
+// Sets the CALLING thread's thread count for kitnn's loops and Eigen's GEMM.
+// Only OpenMP's per-thread setting (omp_set_num_threads) is written: Eigen's GEMM
+// follows it as long as nobody calls Eigen::setNbThreads, a process-wide plain int
+// that kitnn never writes (writing it from two threads is a data race). So a
+// std::thread that runs its own model can call set_threads without affecting the
+// others; a new std::thread starts with OpenMP's default (OMP_NUM_THREADS, else
+// the number of cores), not with the count its creator set.
 inline void set_threads(int n) {
     if (n < 1) n = 1;
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    Eigen::setNbThreads(n);
 }
 
 // How many threads parallel_for uses for a loop of `n` iterations and `work`
@@ -78,28 +83,36 @@ inline void parallel_for(std::int64_t n, std::int64_t work, F&& f) {
 // (Inside our own parallel regions Eigen never threads anyway.)
 constexpr std::int64_t kMinParallelGemm = 1 << 21;
 
-// Not thread-safe: Eigen's thread count is process-wide, so two models trained or
-// run from different std::threads at once race on it (and on each other's layer
-// workspaces). Use one thread per model, or OpenMP inside one model, not both.
+// Thread safety of GemmThreads: this changes only the calling thread's OpenMP setting
+// (omp_set_num_threads; Eigen reads it through omp_get_max_threads() when its own
+// global was never set), never Eigen's process-wide count, so several std::threads,
+// each running its OWN model (model/clone.hpp), can be inside GemmThreads at once
+// without racing or changing each other's thread counts. (One model used from two
+// threads at once is not safe, whatever this class does: it owns the activations.)
+// If the program itself calls Eigen::setNbThreads, Eigen follows that value instead
+// and this scope no longer makes small GEMMs serial: slower, still correct.
 class GemmThreads {
 public:
-    explicit GemmThreads(std::int64_t macs) : saved_(Eigen::nbThreads()) {
+    explicit GemmThreads(std::int64_t macs) {
 #ifdef _OPENMP
-        // Eigen's thread count is a global: only touch it outside parallel regions.
+        saved_ = omp_get_max_threads();
+        // Inside a parallel region Eigen does not thread anyway: leave it alone.
         serial_ = macs < kMinParallelGemm && saved_ > 1 && !omp_in_parallel();
+        if (serial_) omp_set_num_threads(1);
 #else
         (void)macs;
 #endif
-        if (serial_) Eigen::setNbThreads(1);
     }
     ~GemmThreads() {
-        if (serial_) Eigen::setNbThreads(saved_);
+#ifdef _OPENMP
+        if (serial_) omp_set_num_threads(saved_);
+#endif
     }
     GemmThreads(const GemmThreads&) = delete;
     GemmThreads& operator=(const GemmThreads&) = delete;
 
 private:
-    int saved_;
+    int saved_ = 1;
     bool serial_ = false;
 };
 
