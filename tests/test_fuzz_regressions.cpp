@@ -120,3 +120,35 @@ TEST_CASE("fuzz regression: a 35-byte GIF claiming 17937x21071 pixels is refused
     const std::string err = load_error(f.path);
     CHECK_THAT(err, Contains("17937x21071") && Contains(std::to_string(kitnn::io::kMaxImagePixels)));
 }
+
+TEST_CASE("fuzz regression: an 81-byte PNG declaring a 1.4 GB IDAT chunk is refused before allocating",
+          "[image][fuzz]") {
+    // Debian 12's stb_image 2.27 grows its buffer to the declared chunk length before
+    // reading the chunk (libFuzzer: out-of-memory, malloc(1417174627)).
+    const fs::path p = kCorpus / "regress_png_huge_idat.png";
+    REQUIRE(fs::file_size(p) == 81);
+    CHECK_THAT(load_error(p), Contains("corrupt PNG") && Contains("'IDAT' declares 1417174627 bytes"));
+    // Every committed PNG passes the check and still loads.
+    for (const char* name : {"grey.png", "grey_alpha.png", "rgb.png", "rgba.png"}) {
+        INFO(name);
+        std::FILE* fp = std::fopen((kCorpus / name).string().c_str(), "rb");
+        REQUIRE(fp != nullptr);
+        CHECK(kitnn::io::detail::check_png_chunks(fp).empty());
+        std::fclose(fp);
+        CHECK(load_grey((kCorpus / name).string()).width > 0);
+    }
+    // A chunk that just fits is fine; one byte more is not (a 1x1 grey PNG made by stb,
+    // with its IDAT length raised until it passes the end of the file).
+    TempFile f("one_pixel.png");
+    const unsigned char pixel = 200;
+    REQUIRE(stbi_write_png(f.path.string().c_str(), 1, 1, 1, &pixel, 1) != 0);
+    Bytes b = read_all(f.path);
+    CHECK(load_grey(f.path.string()).width == 1);
+    const std::size_t at = 8 + 8 + 13 + 4;  // signature, IHDR header + data + CRC: IDAT's length
+    REQUIRE(std::string(b.begin() + long(at) + 4, b.begin() + long(at) + 8) == "IDAT");
+    const std::size_t left = b.size() - (at + 8);  // bytes after IDAT's length and type
+    b[at] = 0, b[at + 1] = 0, b[at + 2] = std::uint8_t(((left + 1) >> 8) & 0xFF);
+    b[at + 3] = std::uint8_t((left + 1) & 0xFF);
+    f.write(b);
+    CHECK_THAT(load_error(f.path), Contains("'IDAT' declares " + std::to_string(left + 1) + " bytes"));
+}

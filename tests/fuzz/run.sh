@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan + fuzzer) and runs each for
-# SECONDS (default 60) on one core, starting from the committed seed corpus.
+# Builds the libFuzzer targets with clang (ASan + UBSan + fuzzer), up to KITNN_JOBS
+# (default: the number of cores) at once, then runs them side by side, each for SECONDS
+# (default 60, wall time) from the committed seed corpus. scripts/test.sh runs it (stage 3).
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: idx model image (default: all)
 #   SECONDS = 0: no fuzzing, just run every seed once (a quick regression check)
 # Limits: -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 (per input).
@@ -8,7 +9,7 @@
 # input that triggered it is saved as BUILD/artifacts/<target>-crash-… (or leak-,
 # oom-, timeout-) and can be replayed with BUILD/fuzz_<target> FILE.
 # Needs clang++ with libFuzzer (Debian: clang-14 libclang-rt-14-dev, installed by
-# scripts/install_dependencies.sh --with-fuzz). Env: CXX_FUZZ (compiler, default
+# scripts/install_dependencies.sh). Env: CXX_FUZZ (compiler, default
 # clang++, else clang++-14), KITNN_FUZZ_BUILD (default build-fuzz).
 # New inputs found go to BUILD/corpus/<target>, never into the committed tests/fuzz/corpus.
 set -uo pipefail
@@ -25,7 +26,7 @@ cxx=${CXX_FUZZ:-}
 if [[ -z "$cxx" ]]; then
   for c in clang++ clang++-14; do command -v "$c" >/dev/null && { cxx=$c; break; }; done
 fi
-[[ -n "$cxx" ]] || { echo "run.sh: clang++ not found: scripts/install_dependencies.sh --with-fuzz" >&2; exit 1; }
+[[ -n "$cxx" ]] || { echo "run.sh: clang++ not found: scripts/install_dependencies.sh" >&2; exit 1; }
 deps=$(pkg-config --cflags eigen3 zlib stb) || { echo "run.sh: pkg-config eigen3 zlib stb failed" >&2; exit 1; }
 mkdir -p "$build/artifacts"
 
@@ -33,33 +34,61 @@ flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -fsanitize-ignorelist="$here/ubsan_ignore.txt"
        -I"$root/include" -I"$here")
-fail=0
-summary=()
+jobs=${KITNN_JOBS:-$(nproc)}
+
+# 1. Build the targets that are missing or older than their sources, up to $jobs at once.
+# Rebuilt when the target or any kitnn header is newer than the binary.
+building=()
 for t in "${targets[@]}"; do
   src=$here/fuzz_$t.cpp
   [[ -f "$src" ]] || { echo "run.sh: no target '$t' ($src)" >&2; exit 2; }
   bin=$build/fuzz_$t
-  # Rebuild when the target or any kitnn header is newer than the binary.
   if [[ ! -x "$bin" || -n "$(find "$src" "$here/fuzz_common.hpp" "$root/include" -newer "$bin" -print -quit)" ]]; then
+    while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n; done
     echo "== building fuzz_$t with $cxx"
     # shellcheck disable=SC2086  # $deps is a list of flags
-    "$cxx" "${flags[@]}" $deps "$src" -o "$bin" -lz || { echo "run.sh: build of fuzz_$t failed" >&2; exit 1; }
+    ( "$cxx" "${flags[@]}" $deps "$src" -o "$bin.new" -lz > "$build/build_$t.log" 2>&1
+      echo $? > "$build/build_$t.rc" ) &
+    building+=("$t")
   fi
-  seeds=$here/corpus/$t
-  log=$build/fuzz_$t.log
-  stamp=$build/.start_$t
-  touch "$stamp"
+done
+wait
+for t in "${building[@]}"; do
+  if [[ "$(cat "$build/build_$t.rc" 2>/dev/null)" == 0 ]]; then
+    mv "$build/fuzz_$t.new" "$build/fuzz_$t"
+  else
+    cat "$build/build_$t.log" >&2
+    echo "run.sh: build of fuzz_$t failed" >&2
+    exit 1
+  fi
+done
+
+# 2. Run every target at once, each for $seconds (wall time; they share the cores).
+pids=()
+for t in "${targets[@]}"; do
+  bin=$build/fuzz_$t seeds=$here/corpus/$t log=$build/fuzz_$t.log
+  touch "$build/.start_$t"
   if [[ "$seconds" -eq 0 ]]; then
     echo "== fuzz_$t: running the $(ls "$seeds" | wc -l) seeds once"
     "$bin" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
-           -artifact_prefix="$build/artifacts/$t-" "$seeds"/* > "$log" 2>&1
+           -artifact_prefix="$build/artifacts/$t-" "$seeds"/* > "$log" 2>&1 &
   else
     echo "== fuzz_$t: ${seconds} s"
     mkdir -p "$build/corpus/$t"
     "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
            -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
-           "$build/corpus/$t" "$seeds" > "$log" 2>&1
+           "$build/corpus/$t" "$seeds" > "$log" 2>&1 &
   fi
+  pids+=($!)
+done
+
+# 3. Collect: a crash, sanitizer report, leak, OOM or timeout fails, naming the input.
+fail=0
+summary=()
+for i in "${!targets[@]}"; do
+  t=${targets[$i]} bin=$build/fuzz_${targets[$i]} seeds=$here/corpus/${targets[$i]}
+  log=$build/fuzz_$t.log
+  wait "${pids[$i]}"
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
@@ -68,7 +97,7 @@ for t in "${targets[@]}"; do
   else
     fail=1
     grep -E 'ERROR|SUMMARY|Test unit written|==[0-9]+==' "$log" | head -20
-    kept=$(find "$build/artifacts" -name "$t-*" -newer "$stamp" | head -5)
+    kept=$(find "$build/artifacts" -name "$t-*" -newer "$build/.start_$t" | head -5)
     summary+=("fuzz_$t: FAILED (exit $rc), see $log")
     for a in $kept; do summary+=("  input kept: $a  (replay: $bin $a)"); done
   fi

@@ -74,6 +74,39 @@ inline std::string check_jpeg_huffman_tables(std::FILE* f) {
         }
     }
 }
+
+// Debian 12's stb_image (2.27) also trusts the length of a PNG's IDAT chunk: it grows
+// its buffer for the compressed data to that length before reading it, so an 81-byte
+// file declaring a 1.4 GB chunk makes it allocate 1.4 GB (found by tests/fuzz in CI;
+// newer stb caps IDAT at 2^30 bytes, still far more than a small file backs). No chunk
+// can be longer than what is left of the file: load_grey walks a PNG's chunks (4-byte
+// big-endian length, 4-byte type, data, 4-byte CRC) and refuses one that is. Returns
+// "" when `f` is not a PNG or every chunk fits, else the reason; the caller rewinds `f`.
+inline std::string check_png_chunks(std::FILE* f) {
+    static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    unsigned char b[8];
+    if (std::fread(b, 1, 8, f) != 8 || std::memcmp(b, signature, 8) != 0) return "";  // not a PNG
+    if (std::fseek(f, 0, SEEK_END) != 0) return "";
+    const long size = std::ftell(f);
+    if (size < 8 || std::fseek(f, 8, SEEK_SET) != 0) return "";
+    long pos = 8;
+    while (pos < size) {
+        if (std::fread(b, 1, 8, f) != 8) return "";  // a cut-off chunk header: stb reports it
+        pos += 8;
+        const unsigned long length = (static_cast<unsigned long>(b[0]) << 24) |
+                                     (static_cast<unsigned long>(b[1]) << 16) |
+                                     (static_cast<unsigned long>(b[2]) << 8) | b[3];
+        std::string type;
+        for (int i = 4; i < 8; ++i) type += (b[i] >= 0x20 && b[i] < 0x7F) ? char(b[i]) : '?';
+        if (length > static_cast<unsigned long>(size - pos))
+            return "corrupt PNG: chunk '" + type + "' declares " + std::to_string(length) +
+                   " bytes, but only " + std::to_string(size - pos) + " are left in the file";
+        if (type == "IEND") return "";
+        pos += long(length) + 4;  // data and CRC
+        if (std::fseek(f, long(length) + 4, SEEK_CUR) != 0) return "";
+    }
+    return "";
+}
 }  // namespace detail
 
 // Loads an image file as greyscale in [0,1].
@@ -92,6 +125,9 @@ inline GreyImage load_grey(const std::string& path) {
     if (!f) throw ImageError(path + ": cannot open: " + std::strerror(errno));
     const std::string bad_jpeg = detail::check_jpeg_huffman_tables(f.get());
     if (!bad_jpeg.empty()) throw ImageError(path + ": cannot read image: " + bad_jpeg);
+    std::rewind(f.get());
+    const std::string bad_png = detail::check_png_chunks(f.get());
+    if (!bad_png.empty()) throw ImageError(path + ": cannot read image: " + bad_png);
     std::rewind(f.get());
     // stb allocates (and clears) the size a header promises before it reads any pixel:
     // a 35-byte GIF claiming 17937x21071 costs 3.4 GB. Refuse absurd sizes up front.

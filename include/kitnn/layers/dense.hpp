@@ -52,6 +52,12 @@ public:
     void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
         const Eigen::Index N = dy.dimension(0);
+        // An empty batch adds nothing. (Eigen's column sums over a (0, OUT) map of a null
+        // pointer would also offset the null pointer: undefined behaviour, found by UBSan.)
+        if (N == 0) {
+            if (dx) ensure(*dx, 0, this->in_);
+            return;
+        }
         auto X = as_matrix(x);
         auto dY = as_matrix(dy);
         const T* dz_data = dy.data();

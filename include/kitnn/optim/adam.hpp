@@ -104,12 +104,14 @@ private:
 template <class T>
 class AdamW : public Adam<T> {
 public:
-    explicit AdamW(AdamOptions o = with_decay()) : Adam<T>((o.decoupled = true, o)) {}
+    // Declared before the constructor that uses it as a default argument: clang
+    // (the sanitizer build) rejects a default argument calling a function declared later.
     static AdamOptions with_decay(double wd = 0.01) {
         AdamOptions o;
         o.weight_decay = wd;
         return o;
     }
+    explicit AdamW(AdamOptions o = with_decay()) : Adam<T>((o.decoupled = true, o)) {}
 };
 
 }  // namespace kitnn
