@@ -67,6 +67,7 @@ stage_release() {
   local dir=${KITNN_BUILD_DIR:-build}
   mkdir -p "$dir"
   build "$dir" -DCMAKE_BUILD_TYPE=Release || { failed=$((failed + 1)); return 1; }
+  rm -f "$dir/ctest-junit.xml"  # never count a previous run's results
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --output-junit ctest-junit.xml)
   local rc=$?
   count_ctest "$dir/ctest-junit.xml"
@@ -101,6 +102,7 @@ stage_sanitize() {
   # Any report aborts the test that triggered it, with a stack trace in its output.
   local asan="halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
   local ubsan="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+  rm -f "$dir/ctest-junit.xml"
   (cd "$dir" && ASAN_OPTIONS=$asan UBSAN_OPTIONS=$ubsan \
      ctest --output-on-failure -j"$jobs" --output-junit ctest-junit.xml \
            -E '^(mnist_integration|fashion_mnist_integration)$')

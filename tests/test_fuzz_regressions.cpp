@@ -2,6 +2,7 @@
 // input is the (minimised or original) file libFuzzer reported; the committed copies
 // are also in the fuzz seed corpus, tests/fuzz/corpus/.
 #include <kitnn/io/image.hpp>
+#include <kitnn/io/model_file.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -82,7 +83,10 @@ TEST_CASE("fuzz regression: JPEG Huffman tables with more than 256 codes are ref
     // Debian 12's stb_image 2.27 would write past its 257-entry Huffman tables (heap
     // corruption, upstream nothings/stb#1289, #1291). The second file ends inside the
     // table's 16 counts: stb reads the missing bytes as zeros, so must the check.
-    for (const char* name : {"regress_jpeg_dht_overflow.jpg", "regress_jpeg_dht_overflow_at_eof.jpg"}) {
+    // The third starts with a 0xFF fill byte before the start-of-image marker (FF FF D8),
+    // which stb accepts: the check must not take it for a non-JPEG.
+    for (const char* name : {"regress_jpeg_dht_overflow.jpg", "regress_jpeg_dht_overflow_at_eof.jpg",
+                             "regress_jpeg_dht_overflow_fill_before_soi.jpg"}) {
         INFO(name);
         const fs::path p = kCorpus / name;
         REQUIRE(fs::exists(p));
@@ -151,4 +155,21 @@ TEST_CASE("fuzz regression: an 81-byte PNG declaring a 1.4 GB IDAT chunk is refu
     b[at + 3] = std::uint8_t((left + 1) & 0xFF);
     f.write(b);
     CHECK_THAT(load_error(f.path), Contains("'IDAT' declares " + std::to_string(left + 1) + " bytes"));
+}
+
+TEST_CASE("fuzz regression: a model file with no layers is refused, naming the file", "[modelfile][fuzz]") {
+    // It used to load, and Sequential::predict then read layers_.back() of the empty layer
+    // list (UBSan: offset on a null pointer). Now the loader refuses it, saving refuses an
+    // empty model, and predict checks too.
+    const fs::path p = fs::path(KITNN_TEST_DATA_DIR) / ".." / "fuzz" / "corpus" / "model" / "regress_zero_layers";
+    REQUIRE(fs::exists(p));
+    CHECK_THROWS_AS(kitnn::load_model<float>(p.string()), kitnn::ModelFileError);
+    CHECK_THROWS_WITH(kitnn::load_model<float>(p.string()),
+                      Contains("regress_zero_layers") && Contains("no layers"));
+
+    kitnn::Sequential<float> empty(kitnn::Shape::image(1, 28, 28));
+    CHECK_THROWS_WITH(kitnn::serialize_model(empty), Contains("no layers"));
+    kitnn::Tensor<float> x(1, 1, 28, 28);
+    x.setZero();
+    CHECK_THROWS_AS(empty.predict(x), std::logic_error);
 }

@@ -44,7 +44,12 @@ namespace detail {
 // caller rewinds `f`.
 inline std::string check_jpeg_huffman_tables(std::FILE* f) {
     auto get = [f] { return std::fgetc(f); };
-    if (get() != 0xFF || get() != 0xD8) return "";  // not a JPEG
+    // stb skips 0xFF fill bytes before every marker, the start-of-image one too: so
+    // does this check ("FF FF D8" is a JPEG for stb; found by fuzzing in CI).
+    if (get() != 0xFF) return "";  // not a JPEG
+    int soi = get();
+    while (soi == 0xFF) soi = get();
+    if (soi != 0xD8) return "";
     for (;;) {
         int c = get();
         if (c == EOF) return "";

@@ -212,6 +212,7 @@ void write_layer(ByteWriter& w, Layer<T>& l) {
 template <class T>
 std::vector<char> serialize_model(Sequential<T>& model, const Metadata& meta = {},
                                   const NamedTensors<T>& extras = {}) {
+    if (model.size() == 0) throw std::invalid_argument("save_model: the model has no layers");
     detail::ByteWriter w;
     w.bytes(kModelMagic, 8);
     w.u32(kModelFormatVersion);
@@ -421,6 +422,8 @@ Sequential<T> deserialize_model(const std::vector<char>& bytes, const std::strin
     const std::uint32_t nlayers = r.u32();
     if (nlayers > kMaxLayers)
         r.fail(std::to_string(nlayers) + " layers (more than " + std::to_string(kMaxLayers) + ")");
+    // save_model never writes one (found by fuzzing: such a model loaded, then failed in predict).
+    if (nlayers == 0) r.fail("no layers (a model has at least one)");
     detail::LayerReader<T> reader(r, version, model.rng(), input.size());
     const typename detail::LayerReader<T>::Place top = [&](std::unique_ptr<Layer<T>> l) -> Layer<T>& {
         return model.add(std::move(l));

@@ -101,6 +101,8 @@ public:
     // Class probabilities (N, K) in eval mode (no dropout), in batches of `batch`:
     // softmax of the logits, or the model's own output when it ends in Softmax.
     Tensor<T> predict(const Tensor<T>& x, Eigen::Index batch = 256) {
+        // Before layers_.back() below (a model file may hold no layers: found by fuzzing).
+        if (layers_.empty()) throw std::logic_error("Sequential: predict on a model with no layers");
         if (!matches(x, input_))  // before copying input_.size() values per sample out of x
             throw ShapeError("model input: expected " + input_.str() + ", got " + batch_str(x));
         if (batch < 1) throw std::invalid_argument("Sequential::predict: batch must be >= 1");
