@@ -56,6 +56,7 @@ std::string describe(Layer<float>& l) {
         d += " k" + c.str("kernel_h") + "x" + c.str("kernel_w");
         if (c.str("padding") == "same") d += " same";
         d += " " + c.str("activation");
+        d += static_cast<Conv2D<float>&>(l).im2col_layout() == Im2col::wide ? " wide" : " rows";
     } else if (l.type() == "Dense") {
         d += " " + c.str("activation");
     } else if (l.type() == "Dropout") {

@@ -215,3 +215,115 @@ TEST_CASE("Conv2D rejects bad pad and use_bias values", "[conv2d][conv_options]"
     k4.set("padding", "explicit").set("pad", "4");
     CHECK_FALSE(check_layer_limits("Conv2D", k4, Shape::image(1, 3, 3), 1 << 20, 4).empty());
 }
+
+// ---- im2col layouts (rows, wide): the same layer, two ways of building the GEMM ----
+
+namespace {
+struct LayoutCase {
+    Shape in;
+    int filters, kh, kw, pad;  // pad < 0: Padding::same; stride 1 (wide needs it)
+    Activation act;
+    bool bias;
+    Eigen::Index batch;
+};
+// Valid, explicit and same padding; square, wide and tall kernels, a 1-wide kernel (no
+// extra columns at all), several channels; batch 10 of a 28x28 image with a 5x5 kernel
+// is cut into several chunks (the chunk size is set by the layout's column count).
+const LayoutCase kLayoutCases[] = {
+    {Shape::image(1, 28, 28), 6, 5, 5, 2, Activation::relu, true, 10},  // lenet5's first layer
+    {Shape::image(6, 14, 14), 4, 5, 5, 0, Activation::relu, true, 3},   // lenet5's second, 4 filters
+    {Shape::image(1, 28, 28), 4, 2, 2, 0, Activation::relu, true, 2},   // keck's
+    {Shape::image(2, 7, 9), 3, 3, 2, 1, Activation::linear, false, 2},
+    {Shape::image(3, 6, 5), 2, 4, 1, 0, Activation::linear, true, 3},
+    {Shape::image(2, 6, 7), 3, 3, 3, -1, Activation::relu, true, 2},
+    {Shape::image(2, 5, 8), 2, 2, 4, -1, Activation::linear, true, 2},  // even kernel, same
+};
+
+std::unique_ptr<Conv2D<double>> make_conv(const LayoutCase& c, Im2col layout) {
+    auto conv = c.pad < 0 ? std::make_unique<Conv2D<double>>(c.filters, K{c.kh, c.kw}, c.act, Padding::same, 1,
+                                                             Init::glorot_uniform, c.bias)
+                          : std::make_unique<Conv2D<double>>(c.filters, K{c.kh, c.kw}, c.act, c.pad, 1,
+                                                             Init::glorot_uniform, c.bias);
+    conv->set_im2col(layout);
+    return conv;
+}
+
+std::string describe(const LayoutCase& c) {
+    return "input " + c.in.str() + " filters " + std::to_string(c.filters) + " kernel " +
+           std::to_string(c.kh) + "x" + std::to_string(c.kw) + " pad " +
+           (c.pad < 0 ? std::string("same") : std::to_string(c.pad)) + " batch " + std::to_string(c.batch);
+}
+}  // namespace
+
+TEST_CASE("Conv2D im2col layouts: gradients of the wide layout", "[gradcheck][conv2d][im2col]") {
+    for (const auto& c : kLayoutCases) {
+        INFO(describe(c));
+        // Linear: with ReLU, the central differences of these many pixels cross a kink now
+        // and then. The fused ReLU of the wide layout is checked against the rows layout
+        // (whose ReLU is gradient-checked in test_layers.cpp) in the next test.
+        LayoutCase lin = c;
+        lin.act = Activation::linear;
+        auto conv = make_conv(lin, Im2col::wide);
+        // The gradient check evaluates the layer twice per checked value: batch 2 is enough.
+        auto r = check_layer_gradients(*conv, c.in, std::min<Eigen::Index>(c.batch, 2), 31);
+        CHECK(conv->im2col_layout() == Im2col::wide);
+        CHECK(r.checked_params == c.filters * (c.in.c() * c.kh * c.kw + (c.bias ? 1 : 0)));
+    }
+}
+
+TEST_CASE("Conv2D im2col layouts: rows and wide agree, forward and backward, with the naive forward",
+          "[conv2d][im2col]") {
+    for (const auto& c : kLayoutCases) {
+        INFO(describe(c));
+        auto rows = make_conv(c, Im2col::rows), wide = make_conv(c, Im2col::wide);
+        Rng r1(41), r2(41);
+        const Shape out = rows->build(c.in, r1);
+        REQUIRE(wide->build(c.in, r2) == out);
+        REQUIRE(rows->im2col_layout() == Im2col::rows);
+        REQUIRE(wide->im2col_layout() == Im2col::wide);
+        Rng rng(42);
+        if (c.bias)
+            for (Eigen::Index i = 0; i < rows->bias().value.size(); ++i)
+                rows->bias().value.data()[i] = wide->bias().value.data()[i] = rng.normal();
+        const TD x = random_tensor(c.batch, c.in, rng), dy = random_tensor(c.batch, out, rng);
+        TD y1, y2, dx1, dx2;
+        rows->forward(x, y1, true);
+        wide->forward(x, y2, true);
+        REQUIRE(y1.dimensions() == y2.dimensions());
+        for (Eigen::Index i = 0; i < y1.size(); ++i) REQUIRE(y2.data()[i] == Approx(y1.data()[i]).margin(1e-12));
+        if (c.pad >= 0 && c.act == Activation::linear) {
+            const TD ref = naive_conv(x, rows->kernel().value, c.bias ? &rows->bias().value : nullptr, 1, c.pad);
+            for (Eigen::Index i = 0; i < y2.size(); ++i) REQUIRE(y2.data()[i] == Approx(ref.data()[i]).margin(1e-12));
+        }
+        for (auto* l : {rows.get(), wide.get()})
+            for (auto* p : l->params()) p->grad.setZero();
+        rows->backward(x, y1, dy, &dx1);
+        wide->backward(x, y2, dy, &dx2);
+        for (Eigen::Index i = 0; i < dx1.size(); ++i) REQUIRE(dx2.data()[i] == Approx(dx1.data()[i]).margin(1e-12));
+        const auto &g1 = rows->kernel().grad, &g2 = wide->kernel().grad;
+        for (Eigen::Index i = 0; i < g1.size(); ++i) REQUIRE(g2.data()[i] == Approx(g1.data()[i]).margin(1e-12));
+        for (Eigen::Index i = 0; i < c.filters; ++i)
+            REQUIRE(wide->bias().grad.data()[i] == Approx(rows->bias().grad.data()[i]).margin(1e-12));
+    }
+}
+
+TEST_CASE("Conv2D im2col layouts: the automatic choice, and wide refused for stride > 1", "[conv2d][im2col]") {
+    Rng rng(1);
+    Conv2D<float> lenet1(6, K{5, 5}, Activation::relu, 2), lenet2(16, K{5, 5}, Activation::relu);
+    Conv2D<float> keck(4, K{2, 2}, Activation::relu), strided(4, K{3, 3}, Activation::relu, Padding::same, 2);
+    lenet1.build(Shape::image(1, 28, 28), rng);
+    lenet2.build(Shape::image(6, 14, 14), rng);
+    keck.build(Shape::image(1, 28, 28), rng);
+    strided.build(Shape::image(1, 28, 28), rng);
+    CHECK(lenet1.im2col_layout() == Im2col::wide);  // padding: rows would fill it row by row
+    CHECK(lenet2.im2col_layout() == Im2col::wide);  // 10-pixel output rows
+    CHECK(keck.im2col_layout() == Im2col::rows);    // 27-pixel rows, no padding
+    CHECK(strided.im2col_layout() == Im2col::rows);
+    CHECK_THROWS_WITH(strided.set_im2col(Im2col::wide), Catch::Contains("needs stride 1"));
+    keck.set_im2col(Im2col::wide);  // after build: takes effect at the next pass
+    CHECK(keck.im2col_layout() == Im2col::wide);
+    Tensor<float> x(3, 1, 28, 28), y;
+    x.setConstant(1.0f);
+    keck.forward(x, y, false);
+    CHECK(y.dimension(3) == 27);
+}
