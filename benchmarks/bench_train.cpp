@@ -69,6 +69,16 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.0, 0.99))
         ->capture_default_str();
     app.add_option("--seed", seed, "seed for weights, dropout and shuffling")->capture_default_str();
+    std::string im2col = "auto";
+    app.add_option("--im2col", im2col, "Conv2D im2col layout: auto (per layer), rows or wide (stride-1 layers)")
+        ->check(CLI::IsMember({"auto", "rows", "wide"}))
+        ->capture_default_str();
+    int replicas = 0;
+    app.add_option("--replicas", replicas,
+                   "split each batch across this many model replicas, one per thread (0 = automatic: "
+                   "the threads, for models under 2 M multiply-adds per sample; 1 = off)")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
     app.add_flag("--json", json, "one JSON line per epoch");
     try {
         app.parse(argc, argv);
@@ -107,8 +117,16 @@ int main(int argc, char** argv) {
                          long(mnist.train.images.dimension(3)), model.c_str(), net.input_shape().str().c_str());
             return 1;
         }
+        if (im2col != "auto")
+            for (size_t i = 0; i < net.size(); ++i)
+                if (auto* conv = dynamic_cast<Conv2D<float>*>(&net.layer(i)))
+                    if (im2col == "rows" || conv->config().str("stride") == "1")
+                        conv->set_im2col(im2col == "rows" ? Im2col::rows : Im2col::wide);
         Adam<float> adam;
         SoftmaxCrossEntropy<float> loss;
+        const int reps = choose_replicas(net, replicas);
+        std::unique_ptr<DataParallel<float>> dp;
+        if (reps > 1) dp = std::make_unique<DataParallel<float>>(net, reps);
         Rng shuffle_rng(seed + 1);
         std::vector<Eigen::Index> order(static_cast<size_t>(n_train));
         Tensor<float> xb, dlogits;
@@ -116,8 +134,8 @@ int main(int argc, char** argv) {
         const LabelledView train{&mnist.train.images, &mnist.train.labels, 0, n_train};
 
         if (!json)
-            std::printf("model %s (%ld params), %d thread(s), %ld training images, batch %d\n",
-                        model.c_str(), long(net.param_count()), threads, long(n_train), batch);
+            std::printf("model %s (%ld params), %d thread(s), %d replica(s), %ld training images, batch %d\n",
+                        model.c_str(), long(net.param_count()), threads, reps, long(n_train), batch);
         for (int epoch = 1; epoch <= epochs; ++epoch) {
             std::iota(order.begin(), order.end(), Eigen::Index(0));
             for (size_t i = order.size(); i > 1; --i)  // Fisher–Yates
@@ -132,7 +150,8 @@ int main(int argc, char** argv) {
                 const Eigen::Index b = std::min<Eigen::Index>(batch, n_train - s);
                 gather_batch(train, order, size_t(s), b, xb, yb);
                 std::int64_t c = 0;
-                loss_sum += train_step(net, adam, loss, xb, yb, dlogits, &c) * double(b);
+                loss_sum += (dp ? dp->step(adam, xb, yb, &c) : train_step(net, adam, loss, xb, yb, dlogits, &c)) *
+                            double(b);
                 correct += c;
             }
             const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -142,10 +161,10 @@ int main(int argc, char** argv) {
                 std::printf(
                     "{\"peer\": \"kitnn\", \"model\": \"%s\", \"params\": %ld, \"threads\": %d, "
                     "\"epoch\": %d, \"train_images\": %ld, \"epoch_s\": %s, \"images_per_s\": %s, "
-                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s}\n",
+                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s, \"replicas\": %d}\n",
                     model.c_str(), long(net.param_count()), threads, epoch, long(n_train),
                     num(dt, 3).c_str(), num(ips, 1).c_str(), num(loss_sum / double(n_train), 4).c_str(),
-                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str());
+                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str(), reps);
             } else {
                 std::printf("epoch %d: %.3f s, %.1f images/s, loss %.4f, train acc %.4f, peak RSS %.1f MB\n",
                             epoch, dt, ips, loss_sum / double(n_train), double(correct) / double(n_train),

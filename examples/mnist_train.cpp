@@ -2,8 +2,11 @@
 //
 //   mnist_train [--model keck|lenet5|kerascnn|best] [--epochs N] [--batch N] [--lr X]
 //               [--val-split F] [--schedule S] [--augment A] [--early-stopping N]
-//               [--weight-decay W] [--seed 1] [--threads N] [--data DIR] [--out DIR]
-//               [--dataset mnist|fashion] [--report DIR] [--resume OUT/last.kitnn]
+//               [--weight-decay W] [--seed 1] [--threads N] [--replicas N] [--data DIR]
+//               [--out DIR] [--dataset mnist|fashion] [--report DIR] [--resume OUT/last.kitnn]
+//
+// With several threads, small models (keck, lenet5) train with each batch split across
+// one model replica per thread (train/data_parallel.hpp); --replicas 1 turns that off.
 //
 // Each model comes with a recipe (zoo.hpp: zoo::recipe) for the flags not given;
 // keck's is the exercise as set: Adam 0.001, batch 100, 10 epochs, 20 % validation.
@@ -101,6 +104,12 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     app.add_option("--seed", seed, "seed for weights, dropout, shuffling and augmentation")->capture_default_str();
     app.add_option("--threads", threads, "OpenMP threads (default: all cores)")->check(CLI::Range(1, 1024))->capture_default_str();
+    int replicas = 0;
+    app.add_option("--replicas", replicas,
+                   "split each batch across N model replicas, one per thread (0 = automatic: one per "
+                   "thread for models under 2 M multiply-adds per sample without BatchNorm; 1 = off)")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
     app.add_option("--limit", limit, "use only the first N training images (0 = all), for quick runs")
         ->check(CLI::Range(0, 60000));
     app.add_option("--progress", progress, "progress display: auto (bar on a terminal), bar, plain")
@@ -181,7 +190,10 @@ int main(int argc, char** argv) {
         if (weight_decay > 0) std::cout << " weight decay " << weight_decay;
         std::cout << ", schedule " << schedule << ", augmentation " << fo.augment.str();
         if (early_stopping > 0) std::cout << ", early stopping after " << early_stopping << " epochs";
-        std::cout << ", seed " << seed << ", " << threads << " thread(s)\n";
+        fo.replicas = choose_replicas(model, replicas);
+        std::cout << ", seed " << seed << ", " << threads << " thread(s)";
+        if (fo.replicas > 1) std::cout << ", batches split across " << fo.replicas << " replicas";
+        std::cout << "\n";
 
         std::filesystem::create_directories(out_dir);
         fo.epochs = epochs;

@@ -19,6 +19,7 @@
 
 #include "kitnn/core/rng.hpp"
 #include "kitnn/data/augment.hpp"
+#include "kitnn/train/data_parallel.hpp"
 #include "kitnn/train/schedule.hpp"
 #include "kitnn/io/model_file.hpp"
 #include "kitnn/loss/softmax_cross_entropy.hpp"
@@ -87,6 +88,8 @@ struct FitOptions {
     AugmentOptions augment;               // training batches only
     int early_stopping = 0;               // stop after this many epochs without a better
                                           // val_loss (0 = never)
+    int replicas = 0;                     // split batches across threads (DataParallel):
+                                          // 0 = automatic (choose_replicas), 1 = never, N
     // Called after every epoch, once its checkpoints are written; returning false
     // stops training there (a Keras-style callback: custom logging, a time budget).
     std::function<bool(const EpochStats&)> on_epoch_end;
@@ -101,10 +104,6 @@ struct TrainState {
     std::vector<EpochStats> history;
 };
 
-// A non-finite loss or gradient: training stops before the update.
-struct NonFiniteError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 // Copies samples idx[k0 .. k0+B) of `src` into the batch x (B, C, H, W) and y (B).
 template <class T>
@@ -144,18 +143,6 @@ EvalResult evaluate(Sequential<T>& model, const LabelledView& data, Eigen::Index
     r.loss = r.count ? loss_sum / double(r.count) : 0;
     r.accuracy = r.count ? double(r.correct) / double(r.count) : 0;
     return r;
-}
-
-// Names the first parameter whose gradient holds a NaN or an infinity, or "".
-// One pass over the gradients: about 0.5 % of a kerascnn step.
-template <class T>
-std::string nonfinite_gradient(Sequential<T>& model) {
-    for (size_t i = 0; i < model.size(); ++i)
-        for (auto* p : model.layer(i).params())
-            if (!as_vector(p->grad).allFinite())
-                return "the gradient of layer " + std::to_string(i) + " (" + model.layer(i).type() +
-                       ") '" + p->name + "'";
-    return "";
 }
 
 // The training step: returns the batch's mean loss; `correct` gets its hits.
@@ -245,6 +232,9 @@ std::vector<EpochStats> fit(Sequential<T>& model, Optimizer<T>& opt, const Label
     Tensor<T> x, dlogits;
     std::vector<std::uint8_t> y;
     AugmentBuffers<T> aug_buf;
+    const int replicas = choose_replicas(model, o.replicas);
+    std::unique_ptr<DataParallel<T>> dp;
+    if (replicas > 1) dp = std::make_unique<DataParallel<T>>(model, replicas);
     const Eigen::Index steps = (train.size() + o.batch - 1) / o.batch;
     if (st.epoch >= o.epochs)
         out << "Already trained for " << st.epoch << " epochs (--epochs " << o.epochs
@@ -269,7 +259,7 @@ std::vector<EpochStats> fit(Sequential<T>& model, Optimizer<T>& opt, const Label
             std::int64_t c = 0;
             double loss = 0;
             try {
-                loss = train_step(model, opt, ce, x, y, dlogits, &c);
+                loss = dp ? dp->step(opt, x, y, &c) : train_step(model, opt, ce, x, y, dlogits, &c);
             } catch (const NonFiniteError& e) {
                 if (tty) out << "\n";
                 throw NonFiniteError(

@@ -1,0 +1,244 @@
+// DataParallel (train/data_parallel.hpp): a step split across replicas equals the plain
+// step (in double, up to rounding), for any split of the batch; dropout stays
+// reproducible; the guard still stops before the update; fit() with replicas resumes
+// bit for bit; and the automatic choice and the refusals.
+#include "temp_dir.hpp"
+
+#include <kitnn/kitnn.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+using namespace kitnn;
+namespace fs = std::filesystem;
+using K = std::array<int, 2>;
+
+namespace {
+
+// A small convolutional network with every kind of parameter the zoo's small models
+// have; `dropout` adds a Dropout layer (random masks in training mode).
+template <class T>
+Sequential<T> small_net(std::uint64_t seed, bool dropout) {
+    Sequential<T> m(Shape::image(1, 8, 8), seed);
+    m.template add<Conv2D>(3, K{3, 3}, Activation::relu, Padding::same);
+    m.template add<MaxPool2D>(K{2, 2});
+    m.template add<Flatten>();
+    m.template add<Dense>(12, Activation::relu);
+    if (dropout) m.template add<Dropout>(0.4);
+    m.template add<Dense>(4);
+    return m;
+}
+
+template <class T>
+Tensor<T> random_images(Eigen::Index n, Rng& rng) {
+    Tensor<T> x(n, 1, 8, 8);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = T(rng.uniform());
+    return x;
+}
+
+std::vector<std::uint8_t> random_labels(Eigen::Index n, Rng& rng) {
+    std::vector<std::uint8_t> y(static_cast<size_t>(n));
+    for (auto& v : y) v = std::uint8_t(rng.below(4));
+    return y;
+}
+
+template <class T>
+std::vector<T> weights(Sequential<T>& m) {
+    std::vector<T> w;
+    for (auto* p : m.params()) w.insert(w.end(), p->value.data(), p->value.data() + p->value.size());
+    return w;
+}
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+    REQUIRE(a.size() == b.size());
+    double m = 0;
+    for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("DataParallel: a split step equals the plain step (double), for every split", "[data_parallel]") {
+    // Batch sizes that split evenly, unevenly (7 into 3 parts: 2, 2, 3) and into
+    // fewer samples than replicas (1 sample, 3 replicas: one part).
+    for (int replicas : {2, 3}) {
+        for (Eigen::Index n : {Eigen::Index(8), Eigen::Index(7), Eigen::Index(1)}) {
+            INFO(replicas << " replicas, batch " << n);
+            auto plain = small_net<double>(3, false);
+            auto split = clone_model(plain);
+            DataParallel<double> dp(split, replicas);
+            CHECK(dp.replicas() == replicas);
+            Adam<double> a1, a2;
+            SoftmaxCrossEntropy<double> ce;
+            Tensor<double> dl;
+            Rng rng(9);
+            for (int step = 0; step < 3; ++step) {
+                const auto x = random_images<double>(n, rng);
+                const auto y = random_labels(n, rng);
+                std::int64_t c1 = -1, c2 = -1;
+                const double l1 = train_step(plain, a1, ce, x, y, dl, &c1);
+                const double l2 = dp.step(a2, x, y, &c2);
+                CHECK(l2 == Approx(l1).epsilon(1e-12));
+                CHECK(c2 == c1);
+            }
+            const auto w1 = weights(plain), w2 = weights(split);
+            CHECK(max_rel_diff(w2, w1) < 1e-12);
+            auto untrained = small_net<double>(3, false);
+            CHECK(w1 != weights(untrained));  // the steps did change the weights
+        }
+    }
+}
+
+TEST_CASE("DataParallel: the replicas follow weights changed between steps", "[data_parallel]") {
+    auto plain = small_net<double>(4, false);
+    auto split = clone_model(plain);
+    DataParallel<double> dp(split, 2);
+    SGD<double> s1, s2;
+    SoftmaxCrossEntropy<double> ce;
+    Tensor<double> dl;
+    Rng rng(5);
+    const auto x = random_images<double>(6, rng);
+    const auto y = random_labels(6, rng);
+    train_step(plain, s1, ce, x, y, dl);
+    dp.step(s2, x, y);
+    // As a resume or a load would: new weights in the model, outside DataParallel.
+    for (auto* m : {&plain, &split})
+        for (auto* p : m->params()) as_vector(p->value) *= 0.5;
+    train_step(plain, s1, ce, x, y, dl);
+    dp.step(s2, x, y);
+    CHECK(max_rel_diff(weights(split), weights(plain)) < 1e-12);
+}
+
+TEST_CASE("DataParallel: dropout masks are reproducible and differ between replicas", "[data_parallel]") {
+    auto run = [](int replicas) {
+        auto m = small_net<float>(6, true);
+        DataParallel<float> dp(m, replicas);
+        Adam<float> adam;
+        Rng rng(7);
+        for (int step = 0; step < 4; ++step) {
+            // The same 8 images twice: equal halves of the batch. With equal masks in the
+            // two replicas their gradients would be equal too; they are not (below).
+            auto x = random_images<float>(4, rng);
+            Tensor<float> xx(8, 1, 8, 8);
+            std::copy(x.data(), x.data() + x.size(), xx.data());
+            std::copy(x.data(), x.data() + x.size(), xx.data() + x.size());
+            auto y = random_labels(4, rng);
+            y.insert(y.end(), y.begin(), y.end());
+            dp.step(adam, xx, y);
+        }
+        return weights(m);
+    };
+    CHECK(run(2) == run(2));  // bit for bit, for the same number of replicas
+    CHECK(run(2) != run(1));  // masks differ from the single-replica run's
+    // The two replicas draw different masks. One sample, twice: replica 0 (the model)
+    // gets the first copy, replica 1 the second. The model's gradient after the step is
+    // the mean of the two replicas' gradients; with equal masks it would equal replica
+    // 0's alone, which `copy` recomputes with replica 0's mask.
+    auto m = small_net<float>(6, true);
+    auto copy = clone_model(m);
+    *copy.layer(4).generator() = *m.layer(4).generator();
+    copy.layer(4).generator()->next();  // the draw that seeds replica 1's generator
+    DataParallel<float> dp(m, 2);
+    SGD<float> sgd, sgd2;
+    Rng rng(8);
+    auto x = random_images<float>(1, rng);
+    Tensor<float> xx(2, 1, 8, 8);
+    std::copy(x.data(), x.data() + x.size(), xx.data());
+    std::copy(x.data(), x.data() + x.size(), xx.data() + x.size());
+    dp.step(sgd, xx, {1, 1});
+    SoftmaxCrossEntropy<float> ce;
+    Tensor<float> dl;
+    train_step(copy, sgd2, ce, x, {1}, dl);
+    bool differs = false;
+    for (size_t k = 0; k < m.params().size(); ++k)
+        differs = differs || as_vector(m.params()[k]->grad) != as_vector(copy.params()[k]->grad);
+    CHECK(differs);
+}
+
+TEST_CASE("DataParallel: a non-finite gradient stops before any update", "[data_parallel][guard]") {
+    auto m = small_net<float>(2, false);
+    DataParallel<float> dp(m, 2);
+    Adam<float> adam;
+    Rng rng(3);
+    auto x = random_images<float>(6, rng);
+    const auto y = random_labels(6, rng);
+    x.data()[x.size() - 1] = std::numeric_limits<float>::quiet_NaN();  // in the second replica's part
+    const auto before = weights(m);
+    CHECK_THROWS_AS(dp.step(adam, x, y), NonFiniteError);
+    CHECK(weights(m) == before);
+    CHECK(adam.iterations() == 0);
+    CHECK_THROWS_WITH(dp.step(adam, x, std::vector<std::uint8_t>(5)), Catch::Contains("5 labels for 6 samples"));
+}
+
+TEST_CASE("DataParallel: refused for BatchNorm; the automatic choice", "[data_parallel]") {
+    Sequential<float> bn(Shape::image(1, 8, 8));
+    bn.add<Conv2D>(2, K{3, 3});
+    bn.add<BatchNorm>();
+    bn.add<Flatten>();
+    bn.add<Dense>(3);
+    CHECK_FALSE(DataParallel<float>::supported(bn));
+    CHECK_THROWS_WITH(DataParallel<float>(bn, 2), Catch::Contains("BatchNorm"));
+    CHECK(choose_replicas(bn, 0) == 1);  // automatic: falls back to one replica
+    CHECK_THROWS_WITH(choose_replicas(bn, 2), Catch::Contains("running statistics"));
+    CHECK_THROWS_AS(choose_replicas(bn, -1), std::invalid_argument);
+
+    auto keck = zoo::mnist_model<float>("keck", 1), kerascnn = zoo::mnist_model<float>("kerascnn", 1);
+    CHECK(choose_replicas(keck, 1) == 1);
+    CHECK(choose_replicas(keck, 3) == 3);
+    // Automatic: one replica per thread for small models, none for large ones.
+    const int saved = max_threads();
+    set_threads(2);
+    CHECK(choose_replicas(keck, 0) == (max_threads() > 1 ? 2 : 1));
+    CHECK(choose_replicas(kerascnn, 0) == 1);  // 12 M multiply-adds per sample: threads inside layers
+    set_threads(saved);
+}
+
+TEST_CASE("fit with replicas: 2 + 2 epochs from a checkpoint equal 4 uninterrupted, bit for bit",
+          "[data_parallel][fit][resume]") {
+    // Synthetic 4-class data: a bright bar in one of four rows.
+    Rng rng(12);
+    Tensor<float> images(200, 1, 8, 8);
+    std::vector<std::uint8_t> labels(200);
+    for (Eigen::Index i = 0; i < 200; ++i) {
+        const int c = int(rng.below(4));
+        labels[size_t(i)] = std::uint8_t(c);
+        for (int k = 0; k < 64; ++k) images.data()[i * 64 + k] = float(0.2 * rng.uniform());
+        for (int j = 1; j < 7; ++j) images.data()[i * 64 + (1 + 2 * c) * 8 + j] = 1.0f;
+    }
+    LabelledView train{&images, &labels, 0, 160}, val{&images, &labels, 160, 200};
+    kitnn_test::TempDir dir("dp_resume");
+    std::ostringstream log;
+    auto options = [&](const std::string& sub) {
+        FitOptions fo;
+        fo.epochs = 4;
+        fo.batch = 30;  // a partial last batch
+        fo.seed = 3;
+        fo.progress = 0;
+        fo.out = &log;
+        fo.replicas = 2;
+        fs::create_directories(dir.path / sub);
+        fo.last_checkpoint = (dir.path / sub / "last.kitnn").string();
+        return fo;
+    };
+    auto full = small_net<float>(9, true);
+    Adam<float> a1;
+    const auto h_full = fit(full, a1, train, val, options("full"));
+    CHECK(h_full.back().acc > 0.5);  // it learns
+
+    auto part = small_net<float>(9, true);
+    Adam<float> a2;
+    auto fo = options("part");
+    fo.on_epoch_end = [](const EpochStats& e) { return e.epoch < 2; };
+    CHECK(fit(part, a2, train, val, fo).size() == 2);
+    auto ck = load_training_checkpoint<float>(fo.last_checkpoint);
+    Adam<float> a3;
+    ck.restore_optimizer(a3);
+    const auto h = fit(ck.model, a3, train, val, options("part"), &ck.state);
+    REQUIRE(h.size() == 4);
+    CHECK(h[3].val_loss == h_full[3].val_loss);
+    CHECK(weights(ck.model) == weights(full));
+}
