@@ -330,6 +330,28 @@ TEST_CASE("Dropout: identity in eval, drops ~rate and rescales in training, seed
     CHECK_FALSE(equal(y, y_other));
     CHECK_FALSE(equal(y, y_next));
 
+    // The exact rule, from a copy of the layer's generator: unit 2k is kept when the low
+    // 32 bits of draw k are below (1 - rate) * 2^32, unit 2k + 1 by the high 32 bits
+    // (an odd number of units too: the last draw's high half is unused).
+    for (Eigen::Index units : {Eigen::Index(7), Eigen::Index(20000)}) {
+        Tensor<double> xs(1, units, 1, 1), ys;
+        xs.setConstant(1.0);
+        Dropout<double> rr(rate);
+        Rng b9(9);
+        rr.build(Shape::flat(units), b9);
+        Rng copy = *rr.generator();
+        rr.forward(xs, ys, true);
+        const auto threshold = std::uint64_t(std::ldexp(1.0 - rate, 32));
+        Eigen::Index wrong = 0;
+        std::uint64_t bits = 0;
+        for (Eigen::Index i = 0; i < units; ++i) {
+            bits = i % 2 == 0 ? copy.next() : bits >> 32;
+            const bool keep = (bits & 0xffffffffu) < threshold;
+            if ((ys.data()[i] != 0) != keep) ++wrong;
+        }
+        CHECK(wrong == 0);
+    }
+
     // rate 0 is the identity even in training; rate 1 is refused.
     Dropout<double> none(0.0);
     build(none, 3);
