@@ -51,10 +51,12 @@ static std::string diagnose(double train_acc, double val_acc, int best_epoch, in
     if (gap > 2.0 || (val_rising && gap > 0.5))
         s << "overfitting — train accuracy is " << gap << " points above validation"
           << (val_rising ? " and the validation loss rose after the best epoch" : "") << ".";
-    else if (val_acc < 0.98 && !val_rising)
+    else if (val_acc < 0.98)  // close AND low: high bias (good CNNs reach 99 %+ on MNIST)
         s << "underfitting — train and validation accuracy are close (gap " << gap
-          << " points) and the validation loss still fell in the last epoch: the model is too "
-             "small or trained too briefly.";
+          << " points) and both low (validation error " << (1 - val_acc) * 100 << " %)"
+          << (val_rising ? ": the model is too small."
+                         : " and the validation loss still fell in the last epoch: the model is too "
+                           "small or trained too briefly.");
     else
         s << "neither clearly — train/validation gap " << gap << " points.";
     return s.str();
