@@ -262,7 +262,10 @@ int main(int argc, char** argv) {
         auto g = std::make_unique<ConvGemm>();
         g->F = conv->kernel().value.dimension(0);
         g->CKK = conv->kernel().value.size() / g->F;
-        g->NP = batch * conv->output_shape().h() * conv->output_shape().w();
+        // Columns as the layer's layout has them: the wide layout computes OW + KW - 1
+        // per output row (the GEMM here is the whole batch's; the layer runs it per chunk).
+        const Eigen::Index ow = conv->output_shape().w(), kw = conv->kernel().value.dimension(3);
+        g->NP = batch * conv->output_shape().h() * (conv->im2col_layout() == Im2col::wide ? ow + kw - 1 : ow);
         g->W = MatrixRM<float>::Random(g->F, g->CKK);
         g->col = MatrixRM<float>::Random(g->CKK, g->NP);
         g->dym = MatrixRM<float>::Random(g->F, g->NP);

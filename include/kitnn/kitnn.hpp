@@ -35,6 +35,7 @@
 #include "kitnn/io/model_file.hpp"
 #include "kitnn/data/augment.hpp"
 #include "kitnn/train/checkpoint.hpp"
+#include "kitnn/train/data_parallel.hpp"
 #include "kitnn/train/fit.hpp"
 #include "kitnn/train/schedule.hpp"
 #include "kitnn/zoo.hpp"
