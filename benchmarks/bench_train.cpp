@@ -117,16 +117,19 @@ int main(int argc, char** argv) {
                          long(mnist.train.images.dimension(3)), model.c_str(), net.input_shape().str().c_str());
             return 1;
         }
-        if (im2col != "auto")
-            for (size_t i = 0; i < net.size(); ++i)
-                if (auto* conv = dynamic_cast<Conv2D<float>*>(&net.layer(i)))
-                    if (im2col == "rows" || conv->config().str("stride") == "1")
-                        conv->set_im2col(im2col == "rows" ? Im2col::rows : Im2col::wide);
         Adam<float> adam;
         SoftmaxCrossEntropy<float> loss;
-        const int reps = choose_replicas(net, replicas);
-        std::unique_ptr<DataParallel<float>> dp;
-        if (reps > 1) dp = std::make_unique<DataParallel<float>>(net, reps);
+        const std::unique_ptr<DataParallel<float>> dp = make_data_parallel(net, replicas);
+        const int reps = dp ? dp->replicas() : 1;
+        // The layout is not part of the model file: set it on every replica.
+        if (im2col != "auto")
+            for (int r = 0; r < reps; ++r) {
+                Sequential<float>& m = dp ? dp->replica(r) : net;
+                for (size_t i = 0; i < m.size(); ++i)
+                    if (auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i)))
+                        if (im2col == "rows" || conv->config().str("stride") == "1")
+                            conv->set_im2col(im2col == "rows" ? Im2col::rows : Im2col::wide);
+            }
         Rng shuffle_rng(seed + 1);
         std::vector<Eigen::Index> order(static_cast<size_t>(n_train));
         Tensor<float> xb, dlogits;

@@ -350,6 +350,7 @@ TEST_CASE("Dropout: identity in eval, drops ~rate and rescales in training, seed
             if ((ys.data()[i] != 0) != keep) ++wrong;
         }
         CHECK(wrong == 0);
+        CHECK(copy.next() == rr.generator()->next());  // exactly ceil(units / 2) draws used
     }
 
     // rate 0 is the identity even in training; rate 1 is refused.

@@ -27,8 +27,9 @@
 // resumes exactly.
 //
 // Not supported: layers with state (BatchNorm's running statistics would be updated
-// by each replica from its part only). supported() says why; fit() then uses the plain
-// step. Memory: each replica has its own activations and workspaces (for lenet5 at
+// by each replica from its part only; supported() says why) and layer types the model
+// file does not know (the replicas are clone_model copies). make_data_parallel() then
+// gives fit() the plain step. Memory: each replica has its own activations and workspaces (for lenet5 at
 // batch 100, a few MB per replica).
 #pragma once
 
@@ -94,9 +95,12 @@ public:
     }
     static bool supported(Sequential<T>& model) { return unsupported_reason(model).empty(); }
 
-    // `model` must outlive this object; its weights are read at every step, so it may
-    // be changed (loaded, resumed) between steps. `replicas` >= 1.
-    DataParallel(Sequential<T>& model, int replicas) : model_(&model) {
+    // `model` must outlive this object. Its weights are read at every step, so they may
+    // be changed in place between steps (an optimizer, a checkpoint's weights copied in);
+    // its layers may not: a model with other layers needs a new DataParallel (step()
+    // checks and throws std::logic_error). `replicas` >= 1. Throws ModelFileError when
+    // the model cannot be cloned (a layer type kitnn's model file does not know).
+    DataParallel(Sequential<T>& model, int replicas) : model_(&model), params_(model.params()) {
         if (replicas < 1) throw std::invalid_argument("DataParallel: replicas must be >= 1");
         if (const std::string why = unsupported_reason(model); !why.empty())
             throw std::invalid_argument("DataParallel: " + why);
@@ -110,6 +114,9 @@ public:
     }
 
     int replicas() const { return int(models_.size()); }
+    // Replica r (0 = the model itself), e.g. to apply a setting the model file does not
+    // carry (Conv2D::set_im2col) to every copy.
+    Sequential<T>& replica(int r) { return *models_.at(size_t(r)); }
 
     // One training step on the batch (x, y): returns the batch's mean loss, `correct`
     // gets its hits. Throws NonFiniteError, leaving the weights as they were, when the
@@ -120,6 +127,13 @@ public:
         if (Eigen::Index(y.size()) != N)
             throw std::invalid_argument("DataParallel::step: " + std::to_string(y.size()) + " labels for " +
                                         std::to_string(N) + " samples");
+        if (model_->params() != params_)
+            throw std::logic_error("DataParallel::step: the model's layers changed since the DataParallel "
+                                   "was made; make a new one for the new model");
+        if (N == 0) {  // as train_step: nothing to learn from, no update
+            if (correct) *correct = 0;
+            return 0;
+        }
         const int R = int(std::min<Eigen::Index>(replicas(), std::max<Eigen::Index>(N, 1)));
         sync_weights(R);
         seed_dropout(R);
@@ -212,11 +226,23 @@ private:
             Rng* g = own[i]->generator();
             if (!g) continue;
             const std::uint64_t s = g->next();
-            for (int r = 1; r < R; ++r) layers_[size_t(r)][i]->generator()->reseed(s + std::uint64_t(r) * 0x9e3779b97f4a7c15ULL);
+            // s XOR a mixed replica number: seeds that differ in about half their bits. (Not
+            // s + r * 0x9e37...: Rng::reseed steps by that constant between its state words,
+            // so such seeds would give replicas shifted copies of one state.)
+            for (int r = 1; r < R; ++r) layers_[size_t(r)][i]->generator()->reseed(s ^ mix64(std::uint64_t(r)));
         }
     }
 
+    // splitmix64's finaliser: a bijection that spreads every input bit over the output.
+    static std::uint64_t mix64(std::uint64_t z) {
+        z += 0x9e3779b97f4a7c15ULL;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+
     Sequential<T>* model_;
+    std::vector<Param<T>*> params_;                       // the model's, when constructed
     std::vector<std::unique_ptr<Sequential<T>>> copies_;  // replicas 1..R-1
     std::vector<Sequential<T>*> models_;                  // replica r's model (0 = model_)
     std::vector<std::vector<Layer<T>*>> layers_;          // every layer of each replica
@@ -229,15 +255,18 @@ private:
 // lenet5: 0.4 M).
 constexpr std::int64_t kDataParallelMaxMacs = 2'000'000;
 
-// How many replicas a training loop should use. requested: 0 = automatic (as many as
-// threads when there are several, the model is supported and under
-// kDataParallelMaxMacs multiply-adds per sample; else 1), 1 = none, N >= 2 = N (throws
-// std::invalid_argument if the model is not supported).
+// At most this many automatic replicas: a batch of 100 in parts of 12 or more.
+constexpr int kMaxAutoReplicas = 8;
+
+// How many replicas a training loop should use. requested: 0 = automatic (one per
+// thread, at most kMaxAutoReplicas, when there are several threads, the model is
+// supported and under kDataParallelMaxMacs multiply-adds per sample; else 1),
+// 1 = none, N >= 2 = N (throws std::invalid_argument if the model is not supported).
 template <class T>
 int choose_replicas(Sequential<T>& model, int requested) {
     if (requested < 0) throw std::invalid_argument("replicas must be >= 0 (0 = automatic)");
     if (requested == 0) {
-        const int threads = max_threads();
+        const int threads = std::min(max_threads(), kMaxAutoReplicas);
         return threads > 1 && model.macs() <= kDataParallelMaxMacs && DataParallel<T>::supported(model)
                    ? threads
                    : 1;
@@ -246,6 +275,23 @@ int choose_replicas(Sequential<T>& model, int requested) {
         if (const std::string why = DataParallel<T>::unsupported_reason(model); !why.empty())
             throw std::invalid_argument("cannot split batches across replicas: " + why);
     return requested;
+}
+
+// The DataParallel a training loop should use, or nullptr for the plain step: `requested`
+// as in choose_replicas. A model that cannot be cloned (a layer type of the program's
+// own, unknown to the model file) trains with the plain step when the choice was
+// automatic, and is refused with a clear error when replicas were asked for.
+template <class T>
+std::unique_ptr<DataParallel<T>> make_data_parallel(Sequential<T>& model, int requested) {
+    const int r = choose_replicas(model, requested);
+    if (r <= 1) return nullptr;
+    try {
+        return std::make_unique<DataParallel<T>>(model, r);
+    } catch (const ModelFileError& e) {
+        if (requested == 0) return nullptr;
+        throw std::invalid_argument(std::string("cannot split batches across replicas: the model cannot "
+                                                "be copied (") + e.what() + ")");
+    }
 }
 
 }  // namespace kitnn

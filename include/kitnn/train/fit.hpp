@@ -232,9 +232,7 @@ std::vector<EpochStats> fit(Sequential<T>& model, Optimizer<T>& opt, const Label
     Tensor<T> x, dlogits;
     std::vector<std::uint8_t> y;
     AugmentBuffers<T> aug_buf;
-    const int replicas = choose_replicas(model, o.replicas);
-    std::unique_ptr<DataParallel<T>> dp;
-    if (replicas > 1) dp = std::make_unique<DataParallel<T>>(model, replicas);
+    const std::unique_ptr<DataParallel<T>> dp = make_data_parallel(model, o.replicas);
     const Eigen::Index steps = (train.size() + o.batch - 1) / o.batch;
     if (st.epoch >= o.epochs)
         out << "Already trained for " << st.epoch << " epochs (--epochs " << o.epochs
