@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     int replicas = 0;
     app.add_option("--replicas", replicas,
-                   "split each batch across this many model replicas, one per thread (0 = automatic: "
-                   "the threads, for models under 2 M multiply-adds per sample; 1 = off)")
+                   "split each batch across N model replicas, one per thread (0 = automatic: one per thread, "
+                   "at most 8, for models under 2 M multiply-adds per sample without BatchNorm; 1 = off)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_flag("--json", json, "one JSON line per epoch");

@@ -108,8 +108,8 @@ int main(int argc, char** argv) {
     app.add_option("--threads", threads, "OpenMP threads (default: all cores)")->check(CLI::Range(1, 1024))->capture_default_str();
     int replicas = 0;
     app.add_option("--replicas", replicas,
-                   "split each batch across N model replicas, one per thread (0 = automatic: one per "
-                   "thread for models under 2 M multiply-adds per sample without BatchNorm; 1 = off)")
+                   "split each batch across N model replicas, one per thread (0 = automatic: one per thread, "
+                   "at most 8, for models under 2 M multiply-adds per sample without BatchNorm; 1 = off)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_option("--limit", limit, "use only the first N training images (0 = all), for quick runs")

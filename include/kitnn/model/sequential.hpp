@@ -238,4 +238,25 @@ private:
     std::vector<Param<T>*> params_;  // all layers' parameters, in order
 };
 
+namespace detail {
+// Calls f(path, layer) for every layer, recursing into branches; path names the layer's
+// place ("3", or "2.b1.0": layer 0 of branch 1 of layer 2). Used by the training
+// checkpoint (generator states by path) and by DataParallel (the same layer in each
+// replica).
+template <class T, class F>
+void for_each_layer(Layer<T>& l, const std::string& path, F&& f) {
+    f(path, l);
+    for (size_t b = 0; b < l.branch_count(); ++b) {
+        auto layers = l.branch(b);
+        for (size_t j = 0; j < layers.size(); ++j)
+            for_each_layer(*layers[j], path + ".b" + std::to_string(b) + "." + std::to_string(j), f);
+    }
+}
+template <class T, class F>
+void for_each_layer(Sequential<T>& m, F&& f) {
+    for (size_t i = 0; i < m.size(); ++i) for_each_layer(m.layer(i), std::to_string(i), f);
+}
+
+}  // namespace detail
+
 }  // namespace kitnn

@@ -32,21 +32,6 @@ namespace kitnn {
 
 namespace detail {
 
-// Calls f(path, layer) for every layer, recursing into branches.
-template <class T, class F>
-void for_each_layer(Layer<T>& l, const std::string& path, F&& f) {
-    f(path, l);
-    for (size_t b = 0; b < l.branch_count(); ++b) {
-        auto layers = l.branch(b);
-        for (size_t j = 0; j < layers.size(); ++j)
-            for_each_layer(*layers[j], path + ".b" + std::to_string(b) + "." + std::to_string(j), f);
-    }
-}
-template <class T, class F>
-void for_each_layer(Sequential<T>& m, F&& f) {
-    for (size_t i = 0; i < m.size(); ++i) for_each_layer(m.layer(i), std::to_string(i), f);
-}
-
 inline std::string history_csv(const std::vector<EpochStats>& h) {
     std::ostringstream csv;
     csv << std::setprecision(17);

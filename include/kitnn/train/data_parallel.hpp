@@ -69,15 +69,9 @@ std::string nonfinite_gradient(Sequential<T>& model) {
 namespace detail {
 // Every layer of the model, nested branches included, in order.
 template <class T>
-void all_layers(Layer<T>& l, std::vector<Layer<T>*>& out) {
-    out.push_back(&l);
-    for (size_t b = 0; b < l.branch_count(); ++b)
-        for (Layer<T>* inner : l.branch(b)) all_layers(*inner, out);
-}
-template <class T>
 std::vector<Layer<T>*> all_layers(Sequential<T>& m) {
     std::vector<Layer<T>*> out;
-    for (size_t i = 0; i < m.size(); ++i) all_layers(m.layer(i), out);
+    for_each_layer(m, [&](const std::string&, Layer<T>& l) { out.push_back(&l); });
     return out;
 }
 }  // namespace detail
