@@ -24,12 +24,21 @@
 // epoch the model with the lowest validation loss so far is written atomically to
 // OUT/best.kitnn, and OUT/history.csv is rewritten. At the end the best model is
 // loaded back from disk and scored on the 10,000 test images.
+//
+// Distributed (docs/distributed.md): `mpirun -np N mnist_train ...` trains one model
+// over N processes (data parallelism: each global batch split across the ranks, the
+// gradients summed). It notices mpirun by itself (--distributed auto); only rank 0
+// prints and writes files; ranks started with different data, model or flags stop with
+// an error naming the difference; an error on one rank ends the whole job.
 #include "cli.hpp"
 
 #include <kitnn/data/datasets.hpp>
 #include <kitnn/data/idx.hpp>
 #include <kitnn/kitnn.hpp>
 #include <kitnn/viz/report.hpp>
+#ifdef KITNN_WITH_MPI
+#include <kitnn/dist/mpi.hpp>
+#endif
 
 #include <filesystem>
 #include <optional>
@@ -116,9 +125,34 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 60000));
     app.add_option("--progress", progress, "progress display: auto (bar on a terminal), bar, plain")
         ->check(CLI::IsMember({"auto", "bar", "plain"}))->capture_default_str();
+    std::string distributed = "auto";
+    app.add_option("--distributed", distributed,
+                   "train over the MPI ranks of `mpirun -np N mnist_train ...` (each batch split across the "
+                   "ranks): auto (when started by mpirun), on, off")
+        ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
     if (int rc = kitnn_examples::parse(app, argc, argv); rc >= 0) return rc;
 
-    return kitnn_examples::guarded("mnist_train", [&] {
+    // The ranks, when distributed (null: this process alone).
+    Collective* group = nullptr;
+#ifdef KITNN_WITH_MPI
+    std::unique_ptr<dist::MpiCommunicator> world;
+    if (distributed == "on" || (distributed == "auto" && dist::launched_by_mpi())) {
+        world = std::make_unique<dist::MpiCommunicator>(&argc, &argv);
+        group = world.get();
+        // The cores of a machine are shared by its ranks.
+        if (!app.count("--threads")) threads = std::max(1, threads / dist::local_ranks());
+    }
+#else
+    if (distributed == "on") {
+        std::cerr << "mnist_train: error: --distributed on: this mnist_train was built without MPI "
+                     "(install libopenmpi-dev and rebuild; docs/distributed.md)\n";
+        return 1;
+    }
+#endif
+    const bool root = !group || group->is_root();
+    if (!root) std::cout.rdbuf(nullptr);  // only rank 0 prints (errors still go to stderr)
+
+    auto body = [&] {
         set_threads(threads);
         // The run's settings: from the checkpoint when resuming, else the model's recipe
         // overridden by the flags given.
@@ -195,9 +229,34 @@ int main(int argc, char** argv) {
         fo.replicas = choose_replicas(model, replicas);
         std::cout << ", seed " << seed << ", " << threads << " thread(s)";
         if (fo.replicas > 1) std::cout << ", batches split across " << fo.replicas << " replicas";
+        if (group) std::cout << (fo.replicas > 1 ? " on each of " : ", batches split across ") << group->size()
+                             << " MPI ranks";
         std::cout << "\n";
+        if (group) {
+            // Every rank must train the same thing; then all start from rank 0's weights.
+            const auto bytes = serialize_model(model);
+            const Eigen::Index per = mnist.train.images.size() / std::max<Eigen::Index>(1, mnist.train.size());
+            auto hex = [](std::uint64_t v) {
+                char b[24];
+                std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+                return std::string(b);
+            };
+            check_same_run(*group, {
+                {"program", std::string("mnist_train, model format ") + std::to_string(kModelFormatVersion)},
+                {"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
+                {"batch", std::to_string(batch)}, {"epochs", std::to_string(epochs)}, {"lr", std::to_string(lr)},
+                {"schedule", schedule}, {"augment", fo.augment.str()}, {"val_split", std::to_string(val_split)},
+                {"weight_decay", std::to_string(weight_decay)}, {"early_stopping", std::to_string(early_stopping)},
+                {"replicas", std::to_string(fo.replicas)},
+                {"training images", std::to_string(train.size())}, {"validation images", std::to_string(val.size())},
+                {"data fingerprint", hex(fingerprint(mnist.train.images.data(), size_t(n * per) * sizeof(float),
+                                                     fingerprint(mnist.train.labels.data(), size_t(n))))},
+                {"resumed after epoch", ckpt ? std::to_string(ckpt->state.epoch) : "-"},
+                {"model fingerprint", hex(fingerprint(bytes.data(), bytes.size()))}});
+            broadcast_model(*group, model);
+        }
 
-        std::filesystem::create_directories(out_dir);
+        if (root) std::filesystem::create_directories(out_dir);
         fo.epochs = epochs;
         fo.batch = batch;
         fo.seed = seed;
@@ -230,11 +289,13 @@ int main(int argc, char** argv) {
             fo.schedule.restore(ckpt->schedule_state);
             state = ckpt->state;
             std::cout << "Resuming from " << resume << " after epoch " << state.epoch << "\n";
-            if (state.epoch > 0 && !std::filesystem::exists(fo.checkpoint))
+            if (root && state.epoch > 0 && !std::filesystem::exists(fo.checkpoint))
                 throw FileError(fo.checkpoint + ": the best model of the interrupted run is missing "
                                 "(resume with the same --out)");
         }
+        fo.group = group;
         const auto history = fit(model, adam, train, val, fo, &state);
+        if (!root) return 0;  // rank 0 tests the best model and writes the report
 
         // Epoch times, and how to read under- vs overfitting from the history.
         double total_s = 0;
@@ -272,5 +333,16 @@ int main(int argc, char** argv) {
             std::cout << "report: " << files.size() << " pictures in " << report_dir << "\n";
         }
         return 0;
-    });
+    };
+#ifdef KITNN_WITH_MPI
+    if (world && world->size() > 1) {
+        // An error on one rank ends the job: the others would wait for it forever.
+        try {
+            return body();
+        } catch (const std::exception& e) {
+            world->abort_job(std::string("mnist_train: error: ") + e.what());
+        }
+    }
+#endif
+    return kitnn_examples::guarded("mnist_train", body);
 }

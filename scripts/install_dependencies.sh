@@ -11,6 +11,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libeigen3-dev libstb-dev catch2 libomp-dev
           zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates
           clang-14 libclang-rt-14-dev
+          libopenmpi-dev openmpi-bin  # MPI: kitnn::mpi, mpirun for distributed training and its tests
           dataset-fashion-mnist)  # Fashion-MNIST IDX files: mnist_train --dataset fashion, tests
 if [[ "${1:-}" == "--with-peer" ]]; then packages+=(python3-torch python3-numpy); fi
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then

@@ -211,16 +211,16 @@ TEST_CASE("DataParallel: a non-finite gradient stops before any update", "[data_
     CHECK_THROWS_WITH(dp.step(adam, x, std::vector<std::uint8_t>(5)), Catch::Contains("5 labels for 6 samples"));
 }
 
-TEST_CASE("DataParallel: refused for BatchNorm; the automatic choice", "[data_parallel]") {
+TEST_CASE("DataParallel: BatchNorm only when asked for; the automatic choice", "[data_parallel]") {
     Sequential<float> bn(Shape::image(1, 8, 8));
     bn.add<Conv2D>(2, K{3, 3});
     bn.add<BatchNorm>();
     bn.add<Flatten>();
     bn.add<Dense>(3);
-    CHECK_FALSE(DataParallel<float>::supported(bn));
-    CHECK_THROWS_WITH(DataParallel<float>(bn, 2), Catch::Contains("BatchNorm"));
-    CHECK(choose_replicas(bn, 0) == 1);  // automatic: falls back to one replica
-    CHECK_THROWS_WITH(choose_replicas(bn, 2), Catch::Contains("running statistics"));
+    CHECK(DataParallel<float>::supported(bn));  // synchronised BatchNorm
+    CHECK(DataParallel<float>::has_batch_stats(bn));
+    CHECK(choose_replicas(bn, 0) == 1);  // automatic: no replicas for BatchNorm (barriers)
+    CHECK(choose_replicas(bn, 2) == 2);  // asked for: synchronised
     CHECK_THROWS_AS(choose_replicas(bn, -1), std::invalid_argument);
 
     auto keck = zoo::mnist_model<float>("keck", 1), kerascnn = zoo::mnist_model<float>("kerascnn", 1);
@@ -318,7 +318,7 @@ TEST_CASE("DataParallel: errors inside a replica, empty batches, a replaced mode
     custom.add<Dense>(4);
     const int saved = max_threads();
     set_threads(2);
-    CHECK(make_data_parallel(custom, 0) == nullptr);
+    CHECK(make_data_parallel(custom, 0)->replicas() == 1);  // the model alone, no copy
     CHECK_THROWS_WITH(make_data_parallel(custom, 2), Catch::Contains("cannot be copied") && Catch::Contains("Twice"));
     // Automatic replicas are capped.
     auto keck = zoo::mnist_model<float>("keck", 1);

@@ -119,7 +119,7 @@ TEST_CASE("fit: learns, checkpoints the best epoch atomically, writes the histor
     std::ifstream csv(fo.history_csv);
     std::string line;
     std::getline(csv, line);
-    CHECK(line == "epoch,loss,acc,val_loss,val_acc,seconds,lr");
+    CHECK(line == "epoch,loss,acc,val_loss,val_acc,seconds,lr,images_per_s,improved");
     int rows = 0;
     while (std::getline(csv, line)) ++rows;
     CHECK(rows == 5);

@@ -29,17 +29,51 @@
 // Eval mode (statistics are constants): dx = dy * gamma * inv_std, the same dgamma and
 // dbeta with xhat recomputed from x. backward uses the mode of the last forward.
 // Sums are accumulated in double per channel; channels run in parallel when big.
+//
+// Synchronised BatchNorm: when a batch is split across replicas or MPI ranks
+// (train/data_parallel.hpp), each part alone would normalise with its own statistics
+// and train another model than the whole batch does. With a BatchStatsReducer set, the
+// per-channel sums are summed over every part of the batch before they are used, so
+// every part normalises with the statistics of the WHOLE batch, as one process would:
+//   forward:  [sum(x) per channel, M]  reduced -> mean = sum / M_total
+//             sum((x - mean)^2)        reduced -> var
+//   backward: [sum(dy), sum(dy * xhat)] reduced -> dx with the whole batch's sums
+// (dy is then the gradient of the whole batch's mean loss, which is what the step
+// gives each part). dgamma and dbeta stay this part's share: the step sums the
+// gradients of all parts afterwards. Three reductions of C (or 2C) doubles per layer
+// and step; every part must call them, in the same order (a part with no samples
+// contributes zeros). Without a reducer (the default) nothing changes.
 #pragma once
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
 
 #include <cmath>
+#include <cstddef>
+#include <vector>
 
 namespace kitnn {
 
+// Sums per-channel statistics over every part of a batch (see "Synchronised BatchNorm"
+// above). sum(v, n): on return v[0, n) holds the sum over all parts, the same on every
+// part. Called from the thread that runs the part's forward/backward.
+class BatchStatsReducer {
+public:
+    virtual ~BatchStatsReducer() = default;
+    virtual void sum(double* v, std::size_t n) = 0;
+};
+
+// Layers whose training forward/backward use statistics of the batch implement this,
+// so a data-parallel step can synchronise them without knowing the layer's type.
+class UsesBatchStats {
+public:
+    virtual ~UsesBatchStats() = default;
+    // nullptr = local statistics (the default). The reducer must outlive its use.
+    virtual void set_stats_reducer(BatchStatsReducer* r) = 0;
+};
+
 template <class T>
-class BatchNorm : public Layer<T> {
+class BatchNorm : public Layer<T>, public UsesBatchStats {
 public:
     explicit BatchNorm(double momentum = 0.99, double epsilon = 1e-3)
         : momentum_(momentum), epsilon_(epsilon) {
@@ -70,13 +104,16 @@ public:
     Param<T>& moving_variance() { return moving_var_; }
     double momentum() const { return momentum_; }
     double epsilon() const { return epsilon_; }
+    void set_stats_reducer(BatchStatsReducer* r) override { reducer_ = r; }
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
         this->check_input(x);
         const Eigen::Index N = x.dimension(0), C = c_, S = s_, M = N * S;
         ensure(y, N, this->out_);
         was_training_ = training;
-        if (N == 0) return;  // nothing to normalise, and no statistics to learn from
+        // Nothing to normalise and no statistics to learn from; but a synced part with no
+        // samples still takes part in the reductions (with zeros).
+        if (N == 0 && !(training && reducer_)) return;
         const T* g = gamma_.value.data();
         const T* b = beta_.value.data();
         if (!training) {
@@ -95,18 +132,33 @@ public:
         }
         ensure(xhat_, N, this->in_);
         const double keep = momentum_, take = 1.0 - momentum_;
-        parallel_for(C, 5 * M * C, [&](std::int64_t c) {
+        // Three passes over the channels, with the reductions between them when synced.
+        sums_.assign(size_t(C) + 1, 0.0);  // (C + 1) per-channel sum(x), then M
+        parallel_for(C, M * C, [&](std::int64_t c) {
             double sum = 0;  // double: M can be millions of values
             for (Eigen::Index n = 0; n < N; ++n)
                 sum += double(ConstVecMap<T>(x.data() + (n * C + c) * S, S).sum());
-            const double mean = sum / double(M);
-            double sq = 0;  // two passes: no cancellation as in E[x^2] - E[x]^2
+            sums_[size_t(c)] = sum;
+        });
+        sums_[size_t(C)] = double(M);
+        if (reducer_) reducer_->sum(sums_.data(), sums_.size());
+        m_total_ = sums_[size_t(C)];
+        if (m_total_ == 0) return;  // no part has samples
+        for (Eigen::Index c = 0; c < C; ++c) mean_[c] = T(sums_[size_t(c)] / m_total_);
+        sq_.assign(size_t(C), 0.0);  // (C) sum((x - mean)^2): two passes, no cancellation
+        parallel_for(C, 2 * M * C, [&](std::int64_t c) {
+            const double mean = sums_[size_t(c)] / m_total_;
+            double sq = 0;
             for (Eigen::Index n = 0; n < N; ++n)
                 sq += double((ConstVecMap<T>(x.data() + (n * C + c) * S, S).array() - T(mean))
                                  .square()
                                  .sum());
-            const double var = sq / double(M);
-            mean_[c] = T(mean);
+            sq_[size_t(c)] = sq;
+        });
+        if (reducer_) reducer_->sum(sq_.data(), sq_.size());
+        parallel_for(C, 2 * M * C, [&](std::int64_t c) {
+            const double mean = sums_[size_t(c)] / m_total_;
+            const double var = sq_[size_t(c)] / m_total_;
             inv_std_[c] = T(1.0 / std::sqrt(var + epsilon_));
             for (Eigen::Index n = 0; n < N; ++n) {
                 const Eigen::Index at = (n * C + c) * S;
@@ -123,15 +175,18 @@ public:
 
     void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
-        const Eigen::Index N = dy.dimension(0), C = c_, S = s_, M = N * S;
+        const Eigen::Index N = dy.dimension(0), C = c_, S = s_;
         if (dx) ensure(*dx, N, this->in_);
-        if (N == 0) return;
+        const bool synced = was_training_ && reducer_;
+        if (N == 0 && !synced) return;
+        if (was_training_ && m_total_ == 0) return;
         T* dgamma = gamma_.grad.data();
         T* dbeta = beta_.grad.data();
         const T* g = gamma_.value.data();
-        parallel_for(C, 5 * M * C, [&](std::int64_t c) {
+        // sum(dy) and sum(dy * xhat) over the channel's values: (2C) [sdy..., sdyx...]
+        bsums_.assign(size_t(2 * C), 0.0);
+        parallel_for(C, 3 * N * S * C, [&](std::int64_t c) {
             const T mean = mean_[c], inv = inv_std_[c];
-            // sum(dy) and sum(dy * xhat) over the channel's M values
             double sdy = 0, sdyx = 0;
             for (Eigen::Index n = 0; n < N; ++n) {
                 const Eigen::Index at = (n * C + c) * S;
@@ -144,9 +199,17 @@ public:
                                        .sum()) *
                             double(inv);
             }
-            dgamma[c] += T(sdyx);
+            bsums_[size_t(c)] = sdy;
+            bsums_[size_t(C + c)] = sdyx;
+            dgamma[c] += T(sdyx);  // this part's share; the step sums the parts
             dbeta[c] += T(sdy);
-            if (!dx) return;
+        });
+        if (synced) reducer_->sum(bsums_.data(), bsums_.size());
+        if (!dx || N == 0) return;
+        // M: the values per channel of the whole batch (all parts when synced).
+        const double M = was_training_ ? m_total_ : double(N * S);
+        parallel_for(C, 3 * N * S * C, [&](std::int64_t c) {
+            const T inv = inv_std_[c];
             if (!was_training_) {  // the statistics are constants: a plain affine map
                 const T k = g[c] * inv;
                 for (Eigen::Index n = 0; n < N; ++n) {
@@ -156,8 +219,8 @@ public:
                 return;
             }
             // dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
-            const T k = T(double(g[c]) * double(inv) / double(M));
-            const T m = T(M), a = T(sdy), bsum = T(sdyx);
+            const T k = T(double(g[c]) * double(inv) / M);
+            const T m = T(M), a = T(bsums_[size_t(c)]), bsum = T(bsums_[size_t(C + c)]);
             for (Eigen::Index n = 0; n < N; ++n) {
                 const Eigen::Index at = (n * C + c) * S;
                 VecMap<T>(dx->data() + at, S).array() =
@@ -192,6 +255,9 @@ private:
     Eigen::Matrix<T, Eigen::Dynamic, 1> mean_, inv_std_;  // (C) used by the last forward
     Tensor<T> xhat_;                     // (N, C, H, W) normalised x of the last training forward
     bool was_training_ = false;
+    BatchStatsReducer* reducer_ = nullptr;  // synchronised statistics when set
+    double m_total_ = 0;                    // values per channel of the whole batch (last forward)
+    std::vector<double> sums_, sq_, bsums_; // (C + 1), (C), (2C) the sums that are reduced
 };
 
 }  // namespace kitnn

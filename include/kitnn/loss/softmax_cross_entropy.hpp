@@ -46,13 +46,16 @@ public:
         return N ? total / double(N) : 0.0;
     }
 
-    // dlogits (N, K), overwritten: (p - onehot) / N
-    void backward(Tensor<T>& dlogits) const {
+    // dlogits (N, K), overwritten: (p - onehot) / N. `divisor` > 0 replaces N: a part
+    // of a batch split across replicas or ranks divides by the WHOLE batch's size, so
+    // its gradient is its share of the gradient of the whole batch's mean loss.
+    void backward(Tensor<T>& dlogits, Eigen::Index divisor = 0) const {
         const Eigen::Index N = probs_.dimension(0);
+        const double d = double(divisor > 0 ? divisor : N);
         dlogits.resize(probs_.dimensions());
         auto D = as_matrix(dlogits);
-        D = as_matrix(probs_) * T(1.0 / double(N));
-        for (Eigen::Index n = 0; n < N; ++n) D(n, labels_[n]) -= T(1.0 / double(N));
+        D = as_matrix(probs_) * T(1.0 / d);
+        for (Eigen::Index n = 0; n < N; ++n) D(n, labels_[n]) -= T(1.0 / d);
     }
 
     const Tensor<T>& probabilities() const { return probs_; }

@@ -8,7 +8,7 @@
 //               train.best             best val_loss so far (checkpoint-best, early stop)
 //               train.since_best       epochs since it improved
 //               train.schedule         the schedule's spec and train.schedule_state its state
-//               train.history          the history CSV so far
+//               train.history          the history CSV so far (train/history.hpp)
 //               train.rng.<path>       every layer generator's state (Dropout), path
 //                                      "3" or "5.b1.2" (layer 5, branch 1, layer 2)
 // plus the caller's metadata (model name, dataset, seed, ...).
@@ -22,8 +22,10 @@
 
 #include "kitnn/io/model_file.hpp"
 #include "kitnn/optim/optimizer.hpp"
-#include "kitnn/train/fit.hpp"
+#include "kitnn/train/history.hpp"
+#include "kitnn/train/schedule.hpp"
 
+#include <array>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -31,34 +33,6 @@
 namespace kitnn {
 
 namespace detail {
-
-inline std::string history_csv(const std::vector<EpochStats>& h) {
-    std::ostringstream csv;
-    csv << std::setprecision(17);
-    for (auto& e : h)
-        csv << e.epoch << "," << e.loss << "," << e.acc << "," << e.val_loss << "," << e.val_acc
-            << "," << e.seconds << "," << e.lr << "," << e.images_per_s << "," << int(e.improved)
-            << "\n";
-    return csv.str();
-}
-inline std::vector<EpochStats> parse_history(const std::string& text, const std::string& path) {
-    std::vector<EpochStats> h;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        EpochStats e;
-        int improved = 0;
-        char c[8];
-        std::istringstream ls(line);
-        if (!(ls >> e.epoch >> c[0] >> e.loss >> c[1] >> e.acc >> c[2] >> e.val_loss >> c[3] >>
-              e.val_acc >> c[4] >> e.seconds >> c[5] >> e.lr >> c[6] >> e.images_per_s >> c[7] >>
-              improved))
-            throw ModelFileError(path + ": training checkpoint: unreadable history line '" + line + "'");
-        e.improved = improved != 0;
-        h.push_back(e);
-    }
-    return h;
-}
 
 inline std::string number17(double v) {
     char b[64];
@@ -70,16 +44,16 @@ inline std::string number17(double v) {
 
 template <class T>
 void save_training_checkpoint(const std::string& path, Sequential<T>& model, const Optimizer<T>& opt,
-                              const TrainState& st, const FitOptions& o) {
-    Metadata meta = o.metadata;
+                              const TrainState& st, const LrSchedule& schedule, const Metadata& metadata) {
+    Metadata meta = metadata;
     meta["checkpoint"] = "training";
     meta["train.epoch"] = std::to_string(st.epoch);
     meta["train.iterations"] = std::to_string(opt.iterations());
     meta["train.best"] = detail::number17(st.best);  // "inf" before any epoch
     meta["train.since_best"] = std::to_string(st.since_best);
-    meta["train.schedule"] = o.schedule.spec();
-    meta["train.schedule_state"] = o.schedule.state_str();
-    meta["train.history"] = detail::history_csv(st.history);
+    meta["train.schedule"] = schedule.spec();
+    meta["train.schedule_state"] = schedule.state_str();
+    meta["train.history"] = history_csv(st.history);
     detail::for_each_layer(model, [&](const std::string& p, Layer<T>& l) {
         if (Rng* g = l.generator()) {
             std::string s;
@@ -140,7 +114,7 @@ TrainingCheckpoint<T> load_training_checkpoint(const std::string& path) {
     } catch (const std::exception&) {
         throw ModelFileError(path + ": training checkpoint: 'train.best' is not a number");
     }
-    c.state.history = detail::parse_history(get("train.history"), path);
+    c.state.history = parse_history(get("train.history"), path);
     c.schedule_spec = get("train.schedule");
     c.schedule_state = get("train.schedule_state");
     detail::for_each_layer(c.model, [&](const std::string& p, Layer<T>& l) {
