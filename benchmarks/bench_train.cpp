@@ -10,8 +10,16 @@
 // cross-entropy, zero_grad, backward, Adam step. Loading the data is not timed.
 // --json prints one line per epoch with the peer's fields (model, params, threads,
 // train_images, epoch_s, images_per_s, ...) plus peak_rss_mb (getrusage).
+//
+// Under MPI (`mpirun -np N kitnn_bench_train ...`, noticed by itself, or --distributed
+// on): each batch is split across the ranks as in mnist_train (train/data_parallel.hpp),
+// images/s is the whole job's (training images / epoch time on rank 0), only rank 0
+// prints, and --threads defaults to the cores per local rank.
 #include <kitnn/data/idx.hpp>
 #include <kitnn/kitnn.hpp>
+#ifdef KITNN_WITH_MPI
+#include <kitnn/dist/mpi.hpp>
+#endif
 
 #include <CLI/CLI.hpp>
 
@@ -80,6 +88,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_flag("--json", json, "one JSON line per epoch");
+    std::string distributed = "auto";
+    app.add_option("--distributed", distributed, "split batches across the MPI ranks of mpirun: auto, on, off")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->capture_default_str();
     try {
         app.parse(argc, argv);
         if (data.empty()) throw CLI::RequiredError("--data (or $KITNN_MNIST_DIR)");
@@ -87,17 +99,29 @@ int main(int argc, char** argv) {
         const int rc = app.exit(e);  // prints help or the error message
         return e.get_exit_code() == int(CLI::ExitCodes::Success) ? rc : 2;
     }
+    Collective* group = nullptr;
+#ifdef KITNN_WITH_MPI
+    std::unique_ptr<dist::MpiCommunicator> world;
+    if (distributed == "on" || (distributed == "auto" && dist::launched_by_mpi())) {
+        world = std::make_unique<dist::MpiCommunicator>(&argc, &argv);
+        group = world.get();
+        if (!app.count("--threads")) threads = std::max(1, max_threads() / dist::local_ranks());
+    }
+#else
+    if (distributed == "on") {
+        std::fprintf(stderr, "kitnn_bench_train: built without MPI: --distributed on is not available\n");
+        return 2;
+    }
+#endif
+    const bool root = !group || group->is_root();
+    const int ranks = group ? group->size() : 1;
+    if (!root && !std::freopen("/dev/null", "w", stdout)) return 1;  // only rank 0 prints
 
-    // Every failure past parsing (data, shapes, allocation) ends in one message, exit 1.
+    // Every failure past parsing (data, shapes, allocation) ends in one message, exit 1
+    // (under MPI: the whole job ends).
     try {
         set_threads(threads);
-        data::Mnist mnist;
-        try {
-            mnist = data::load_mnist(data);
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "kitnn_bench_train: %s\n", e.what());
-            return 1;
-        }
+        data::Mnist mnist = data::load_mnist(data);  // an error: one message below
         mnist.test = {};  // not needed: keep the resident size to the training data
 
         // The peer's split: first `limit` images, of which the last val_split are held out.
@@ -118,13 +142,18 @@ int main(int argc, char** argv) {
             return 1;
         }
         Adam<float> adam;
-        SoftmaxCrossEntropy<float> loss;
-        const std::unique_ptr<DataParallel<float>> dp = make_data_parallel(net, replicas);
-        const int reps = dp ? dp->replicas() : 1;
+        if (group) {
+            check_same_run(*group, {{"model", model}, {"seed", std::to_string(seed)}, {"batch", std::to_string(batch)},
+                                    {"training images", std::to_string(n_train)}, {"replicas", std::to_string(replicas)}});
+            broadcast_model(*group, net);
+        }
+        // The step fit() runs (train/data_parallel.hpp): replicas x ranks, 1 x 1 included.
+        const std::unique_ptr<DataParallel<float>> dp = make_data_parallel(net, replicas, group);
+        const int reps = dp->replicas();
         // The layout is not part of the model file: set it on every replica.
         if (im2col != "auto")
             for (int r = 0; r < reps; ++r) {
-                Sequential<float>& m = dp ? dp->replica(r) : net;
+                Sequential<float>& m = dp->replica(r);
                 for (size_t i = 0; i < m.size(); ++i)
                     if (auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i)))
                         if (im2col == "rows" || conv->config().str("stride") == "1")
@@ -132,13 +161,13 @@ int main(int argc, char** argv) {
             }
         Rng shuffle_rng(seed + 1);
         std::vector<Eigen::Index> order(static_cast<size_t>(n_train));
-        Tensor<float> xb, dlogits;
+        Tensor<float> xb;
         std::vector<std::uint8_t> yb;
         const LabelledView train{&mnist.train.images, &mnist.train.labels, 0, n_train};
 
         if (!json)
-            std::printf("model %s (%ld params), %d thread(s), %d replica(s), %ld training images, batch %d\n",
-                        model.c_str(), long(net.param_count()), threads, reps, long(n_train), batch);
+            std::printf("model %s (%ld params), %d thread(s), %d replica(s), %d rank(s), %ld training images, batch %d\n",
+                        model.c_str(), long(net.param_count()), threads, reps, ranks, long(n_train), batch);
         for (int epoch = 1; epoch <= epochs; ++epoch) {
             std::iota(order.begin(), order.end(), Eigen::Index(0));
             for (size_t i = order.size(); i > 1; --i)  // Fisher–Yates
@@ -153,8 +182,7 @@ int main(int argc, char** argv) {
                 const Eigen::Index b = std::min<Eigen::Index>(batch, n_train - s);
                 gather_batch(train, order, size_t(s), b, xb, yb);
                 std::int64_t c = 0;
-                loss_sum += (dp ? dp->step(adam, xb, yb, &c) : train_step(net, adam, loss, xb, yb, dlogits, &c)) *
-                            double(b);
+                loss_sum += dp->step(adam, xb, yb, &c) * double(b);
                 correct += c;
             }
             const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -164,10 +192,10 @@ int main(int argc, char** argv) {
                 std::printf(
                     "{\"peer\": \"kitnn\", \"model\": \"%s\", \"params\": %ld, \"threads\": %d, "
                     "\"epoch\": %d, \"train_images\": %ld, \"epoch_s\": %s, \"images_per_s\": %s, "
-                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s, \"replicas\": %d}\n",
+                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s, \"replicas\": %d, \"ranks\": %d}\n",
                     model.c_str(), long(net.param_count()), threads, epoch, long(n_train),
                     num(dt, 3).c_str(), num(ips, 1).c_str(), num(loss_sum / double(n_train), 4).c_str(),
-                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str(), reps);
+                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str(), reps, ranks);
             } else {
                 std::printf("epoch %d: %.3f s, %.1f images/s, loss %.4f, train acc %.4f, peak RSS %.1f MB\n",
                             epoch, dt, ips, loss_sum / double(n_train), double(correct) / double(n_train),
@@ -176,6 +204,9 @@ int main(int argc, char** argv) {
             std::fflush(stdout);
         }
     } catch (const std::exception& e) {
+#ifdef KITNN_WITH_MPI
+        if (world && world->size() > 1) world->abort_job(std::string("kitnn_bench_train: error: ") + e.what());
+#endif
         std::fprintf(stderr, "kitnn_bench_train: error: %s\n", e.what());
         return 1;
     }

@@ -25,16 +25,15 @@
 // R = P replicas (same seed, batch, thread count per part), because the parts, their
 // dropout masks and the order of the sums are the same. With R > 1 on several ranks the
 // sum is ((g_0 + g_1) + (g_2 + g_3)), not (((g_0 + g_1) + g_2) + g_3): equal up to float
-// rounding. Against the plain step (K = 1) a split step differs by rounding only (a
-// test checks it in double).
+// rounding. Against the plain step (K = 1) a split step differs by rounding only (tests
+// check it in double, Dropout and BatchNorm included).
 //
-// Dropout: with K > 1, every step draws one number s from each Dropout layer's own
-// generator (the model's, identical on every rank); part 0 draws its masks from that
-// generator right after the draw, part k > 0 from a generator seeded with s ^ mix(k);
-// after the step the model's generator is put back to where it was after the draw, so
-// it advances by exactly one draw per step on every rank. The masks are a function of
-// the model's generator and K alone: a run is reproducible for a given K, and a
-// training checkpoint (which saves that generator) resumes exactly.
+// Dropout: every part draws the masks the WHOLE batch would get at its samples' places
+// (layers/dropout.hpp: set_first_sample skips the draws of the samples before the part),
+// starting from the model's generator, the same on every rank; after the step the
+// model's generator is moved past the whole batch's draws, as the unsplit step moves
+// it. So the masks do not depend on K: a split run follows the one-part run up to float
+// rounding, and a training checkpoint (which saves that generator) resumes exactly.
 //
 // BatchNorm: synchronised (layers/batch_norm.hpp): its statistics are summed over all
 // K parts — in-process through a barrier between the replicas, across ranks by an
@@ -48,6 +47,7 @@
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/batch_norm.hpp"
+#include "kitnn/layers/dropout.hpp"
 #include "kitnn/loss/softmax_cross_entropy.hpp"
 #include "kitnn/model/clone.hpp"
 #include "kitnn/model/sequential.hpp"
@@ -98,14 +98,6 @@ void guarded_update(Sequential<T>& m, Optimizer<T>& opt, double loss) {
     if (const std::string bad = nonfinite_gradient(m); !bad.empty())
         throw NonFiniteError(bad + " is not finite (the loss was " + std::to_string(loss) + ")");
     opt.step(m.params());
-}
-
-// splitmix64's finaliser: a bijection that spreads every input bit over the output.
-inline std::uint64_t mix64(std::uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
 }
 
 // The reducer a replica's BatchNorm layers call: sums over the replicas of this process
@@ -209,10 +201,14 @@ class DataParallel {
 public:
     // "" when `model` can be trained by DataParallel, else the reason.
     static std::string unsupported_reason(Sequential<T>& model) {
-        for (Layer<T>* l : detail::all_layers(model))
+        for (Layer<T>* l : detail::all_layers(model)) {
             if (!l->state().empty() && !dynamic_cast<UsesBatchStats*>(l))
                 return "layer " + l->type() + " keeps state that each replica would update from "
                        "its part of the batch only";
+            if (l->generator() && !dynamic_cast<DrawsPerSample*>(l))
+                return "layer " + l->type() + " draws random numbers but cannot draw those of a part "
+                       "of the batch";
+        }
         return "";
     }
     static bool supported(Sequential<T>& model) { return unsupported_reason(model).empty(); }
@@ -252,7 +248,6 @@ public:
         }
     }
     ~DataParallel() {
-        restore_generators();
         // The model outlives us: leave its BatchNorm layers with local statistics.
         if (stats_)
             for (Layer<T>* l : layers_[0])
@@ -303,7 +298,8 @@ public:
         for (int r = 0; r < R; ++r)
             if (synced || k0 + r < Ku) active = r + 1;
         sync_weights(active);
-        seed_dropout(active);
+        auto part_begin = [&](Eigen::Index k) { return k < Ku ? N * k / Ku : N; };
+        start_dropout(active, part_begin);
         const Eigen::Index per = x.size() / N;  // values per sample
         if (stats_) stats_->start(active);
 
@@ -311,8 +307,7 @@ public:
             Part& p = work_[size_t(r)];
             p.error = nullptr;
             try {
-                const Eigen::Index k = k0 + r;
-                const Eigen::Index n0 = k < Ku ? N * k / Ku : N, n1 = k < Ku ? N * (k + 1) / Ku : N;
+                const Eigen::Index k = k0 + r, n0 = part_begin(k), n1 = part_begin(k + 1);
                 p.n = n1 - n0;
                 p.x.resize(p.n, x.dimension(1), x.dimension(2), x.dimension(3));
                 std::copy(x.data() + n0 * per, x.data() + n1 * per, p.x.data());
@@ -350,6 +345,7 @@ public:
         } else {
             run(0);
         }
+        end_dropout(N);
         // The first real error (not a replica woken by another's failure).
         for (int pass = 0; pass < 2; ++pass)
             for (int r = 0; r < active; ++r)
@@ -449,36 +445,36 @@ private:
         }
     }
 
-    // Dropout generators (see the header): part k draws from the model generator's state
-    // after one draw s (k = 0) or from s ^ mix64(k); the model's generator is restored to
-    // the after-draw state by the next call (or by restore_generators()).
-    void seed_dropout(int active) {
-        restore_generators();
+    // Dropout (see the header): every replica's generator starts where the model's is,
+    // each told where its part begins; end_dropout puts the model's generator past the
+    // whole batch's draws and the parts back to sample 0.
+    template <class F>
+    void start_dropout(int active, F part_begin) {
         const auto& own = layers_[0];
-        saved_.clear();
+        const int k0 = rank() * replicas();
         for (size_t i = 0; i < own.size(); ++i) {
             Rng* g = own[i]->generator();
             if (!g) continue;
-            const std::uint64_t s = g->next();
-            saved_.push_back({g, g->state()});
-            const int k0 = rank() * replicas();
             for (int r = 0; r < active; ++r) {
-                const std::uint64_t k = std::uint64_t(k0 + r);
-                if (k == 0) continue;  // the model's own generator, right after the draw
-                layers_[size_t(r)][i]->generator()->reseed(s ^ detail::mix64(k));
+                Layer<T>* l = layers_[size_t(r)][i];
+                if (r > 0) l->generator()->set_state(g->state());
+                dynamic_cast<DrawsPerSample*>(l)->set_first_sample(part_begin(k0 + r));
             }
         }
-        restore_pending_ = true;
+        saved_.clear();
+        for (size_t i = 0; i < own.size(); ++i)
+            if (Rng* g = own[i]->generator()) saved_.push_back({g, g->state()});
     }
-
-public:
-    // Puts the model's generators where the last step left them for the NEXT step (one
-    // draw per step). step() does it itself at its start; call it before saving a
-    // checkpoint (fit() does) so the file holds the state the next step starts from.
-    void restore_generators() {
-        if (!restore_pending_) return;
-        for (auto& s : saved_) s.first->set_state(s.second);
-        restore_pending_ = false;
+    void end_dropout(Eigen::Index N) {
+        size_t at = 0;
+        for (size_t i = 0; i < layers_[0].size(); ++i) {
+            Layer<T>* l = layers_[0][i];
+            if (!l->generator()) continue;
+            l->generator()->set_state(saved_[at++].second);
+            auto* d = dynamic_cast<DrawsPerSample*>(l);
+            d->skip_samples(N);
+            for (auto& layers : layers_) dynamic_cast<DrawsPerSample*>(layers[i])->set_first_sample(0);
+        }
     }
 
 private:
@@ -493,8 +489,7 @@ private:
     size_t grad_values_ = 0;                              // G: values of all gradients
     std::vector<unsigned char> flat_, gathered_;          // (G*T + 2 doubles), (P of them)
     std::vector<T> sum_, tmp_;                            // (G) the rank-ordered sum
-    std::vector<std::pair<Rng*, std::array<std::uint64_t, 4>>> saved_;  // generators after the draw
-    bool restore_pending_ = false;
+    std::vector<std::pair<Rng*, std::array<std::uint64_t, 4>>> saved_;  // the model's, at the step's start
 };
 
 // Copies rank 0's weights, layer state (BatchNorm's moving statistics) and generators

@@ -261,7 +261,6 @@ public:
                      << " - " << std::setprecision(0) << rate << " img/s   " << std::defaultfloat << std::flush;
             }
         }
-        dp_->restore_generators();  // the state the next step starts from (checkpoints)
         EpochStats es;
         es.epoch = epoch;
         es.lr = lr;

@@ -1,0 +1,311 @@
+// The one training-step path across parts (train/data_parallel.hpp) without MPI:
+// synchronised BatchNorm with replicas equals the whole batch in one part (double:
+// tight; float: close), and "ranks" simulated by threads of this process behind the
+// Collective interface (train/collective.hpp) — what MPI ranks do in kitnn/dist/ —
+// train to exactly the weights of one process with as many replicas; ranks that
+// disagree are refused. kitnn_tests links no MPI: the real mpirun tests are
+// tests/mpi/*.sh.
+#include <kitnn/kitnn.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <condition_variable>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+using namespace kitnn;
+using K = std::array<int, 2>;
+
+namespace {
+
+// Convolution + BatchNorm (image) and Dense + BatchNorm (flat), Dropout: every kind of
+// batch statistic and generator a split step has to handle.
+template <class T>
+Sequential<T> bn_net(std::uint64_t seed, bool dropout = false) {
+    Sequential<T> m(Shape::image(1, 8, 8), seed);
+    m.template add<Conv2D>(3, K{3, 3}, Activation::linear, Padding::same);
+    m.template add<BatchNorm>(0.9);
+    m.template add<ReLU>();
+    m.template add<MaxPool2D>(K{2, 2});
+    m.template add<Flatten>();
+    m.template add<Dense>(10);
+    m.template add<BatchNorm>(0.9);
+    m.template add<ReLU>();
+    if (dropout) m.template add<Dropout>(0.3);
+    m.template add<Dense>(4);
+    return m;
+}
+
+template <class T>
+Tensor<T> images(Eigen::Index n, Rng& rng) {
+    Tensor<T> x(n, 1, 8, 8);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = T(rng.uniform() * 2 - 0.5);
+    return x;
+}
+std::vector<std::uint8_t> labels(Eigen::Index n, Rng& rng) {
+    std::vector<std::uint8_t> y(static_cast<size_t>(n));
+    for (auto& v : y) v = std::uint8_t(rng.below(4));
+    return y;
+}
+// Weights and layer state (BatchNorm's moving statistics), in order.
+template <class T>
+std::vector<double> values(Sequential<T>& m) {
+    std::vector<double> w;
+    for (size_t i = 0; i < m.size(); ++i) {
+        for (auto* p : m.layer(i).params()) w.insert(w.end(), p->value.data(), p->value.data() + p->value.size());
+        for (auto* p : m.layer(i).state()) w.insert(w.end(), p->value.data(), p->value.data() + p->value.size());
+    }
+    return w;
+}
+double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
+    REQUIRE(a.size() == b.size());
+    double r = 0;
+    for (size_t i = 0; i < a.size(); ++i) r = std::max(r, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
+    return r;
+}
+
+// P "ranks" as threads of this process: allgather through shared memory and a barrier.
+class ThreadGroup {
+public:
+    explicit ThreadGroup(int size) : size_(size), slots_(size_t(size)) {}
+    class Member final : public Collective {
+    public:
+        Member(ThreadGroup& g, int rank) : g_(g), rank_(rank) {}
+        int rank() const override { return rank_; }
+        int size() const override { return g_.size_; }
+        void allgather(const void* in, std::size_t bytes, void* out) override {
+            const auto* b = static_cast<const char*>(in);
+            g_.slots_[size_t(rank_)].assign(b, b + bytes);
+            g_.wait();
+            for (int p = 0; p < g_.size_; ++p)
+                std::memcpy(static_cast<char*>(out) + size_t(p) * bytes, g_.slots_[size_t(p)].data(), bytes);
+            g_.wait();  // nobody overwrites a slot before everyone has read it
+        }
+        void broadcast(void* data, std::size_t bytes, int root) override {
+            if (rank_ == root) g_.slots_[size_t(root)].assign(static_cast<char*>(data), static_cast<char*>(data) + bytes);
+            g_.wait();
+            if (rank_ != root) std::memcpy(data, g_.slots_[size_t(root)].data(), bytes);
+            g_.wait();
+        }
+        void barrier() override { g_.wait(); }
+
+    private:
+        ThreadGroup& g_;
+        int rank_;
+    };
+
+private:
+    void wait() {
+        std::unique_lock<std::mutex> lock(mu_);
+        const auto gen = gen_;
+        if (++arrived_ == size_) {
+            arrived_ = 0;
+            ++gen_;
+            cv_.notify_all();
+        } else {
+            cv_.wait(lock, [&] { return gen_ != gen; });
+        }
+    }
+    int size_;
+    std::vector<std::vector<char>> slots_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    int arrived_ = 0;
+    std::uint64_t gen_ = 0;
+};
+
+// Runs f(rank, group) on `ranks` threads, one thread per rank, and rethrows the first error.
+template <class F>
+void run_ranks(int ranks, F f) {
+    ThreadGroup g(ranks);
+    std::vector<std::thread> threads;
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(ranks));
+    for (int p = 0; p < ranks; ++p)
+        threads.emplace_back([&, p] {
+            set_threads(1);  // one core per "rank", as under mpirun on a small machine
+            ThreadGroup::Member me(g, p);
+            try {
+                f(p, me);
+            } catch (...) {
+                errors[size_t(p)] = std::current_exception();
+            }
+        });
+    for (auto& t : threads) t.join();
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
+}  // namespace
+
+TEST_CASE("synchronised BatchNorm: a batch split across replicas trains as one part (double)",
+          "[data_parallel][batchnorm][distributed]") {
+    for (int replicas : {2, 3})
+        for (Eigen::Index n : {Eigen::Index(8), Eigen::Index(7), Eigen::Index(2)}) {
+            INFO(replicas << " replicas, batch " << n);
+            auto plain = bn_net<double>(5);
+            auto split = clone_model(plain);
+            DataParallel<double> dp(split, replicas);
+            Adam<double> a1, a2;
+            SoftmaxCrossEntropy<double> ce;
+            Tensor<double> dl;
+            Rng rng(11);
+            for (int step = 0; step < 3; ++step) {
+                const auto x = images<double>(n, rng);
+                const auto y = labels(n, rng);
+                std::int64_t c1 = -1, c2 = -1;
+                const double l1 = train_step(plain, a1, ce, x, y, dl, &c1);
+                const double l2 = dp.step(a2, x, y, &c2);
+                CHECK(l2 == Approx(l1).epsilon(1e-12));
+                CHECK(c2 == c1);
+            }
+            // Weights AND moving statistics: the parts normalised with the whole batch's.
+            CHECK(max_rel(values(split), values(plain)) < 1e-11);
+            auto untrained = bn_net<double>(5);
+            CHECK(values(split) != values(untrained));
+        }
+    // Without synchronisation each replica would normalise its own half: far off.
+    auto plain = bn_net<double>(5);
+    Sequential<double> half = clone_model(plain);
+    Rng rng(3);
+    const auto x = images<double>(8, rng);
+    Tensor<double> x0(4, 1, 8, 8);
+    std::copy(x.data(), x.data() + x0.size(), x0.data());
+    const Tensor<double> whole = plain.forward(x, true);
+    const Tensor<double> part = half.forward(x0, true);
+    double d = 0;
+    for (Eigen::Index i = 0; i < part.size(); ++i) d = std::max(d, std::abs(part.data()[i] - whole.data()[i]));
+    CHECK(d > 1e-3);
+}
+
+TEST_CASE("synchronised BatchNorm: float replicas stay close to one part", "[data_parallel][batchnorm][distributed]") {
+    auto plain = bn_net<float>(6);
+    auto split = clone_model(plain);
+    DataParallel<float> dp(split, 2);
+    Adam<float> a1, a2;
+    SoftmaxCrossEntropy<float> ce;
+    Tensor<float> dl;
+    Rng rng(12);
+    for (int step = 0; step < 5; ++step) {
+        const auto x = images<float>(10, rng);
+        const auto y = labels(10, rng);
+        train_step(plain, a1, ce, x, y, dl);
+        dp.step(a2, x, y);
+    }
+    CHECK(max_rel(values(split), values(plain)) < 1e-4);
+}
+
+TEST_CASE("ranks behind the Collective interface train exactly as replicas of one process",
+          "[data_parallel][distributed]") {
+    // fit() on P thread-"ranks" with one replica each against one fit() with P replicas:
+    // the same parts, the same dropout masks, the same order of the sums: the same bits.
+    Rng rng(21);
+    Tensor<float> data(130, 1, 8, 8);
+    std::vector<std::uint8_t> lab(130);
+    for (Eigen::Index i = 0; i < 130; ++i) {
+        const int c = int(rng.below(4));
+        lab[size_t(i)] = std::uint8_t(c);
+        for (int k = 0; k < 64; ++k) data.data()[i * 64 + k] = float(0.2 * rng.uniform());
+        for (int j = 1; j < 7; ++j) data.data()[i * 64 + (1 + 2 * c) * 8 + j] = 1.0f;
+    }
+    const LabelledView train{&data, &lab, 0, 100}, val{&data, &lab, 100, 130};
+    auto options = [](int replicas) {
+        FitOptions fo;
+        fo.epochs = 2;
+        fo.batch = 16;  // 100 = 6 x 16 + 4: a short last batch
+        fo.seed = 4;
+        fo.progress = 0;
+        fo.replicas = replicas;
+        fo.augment = AugmentOptions::parse("shift=1");
+        return fo;
+    };
+    // A model without BatchNorm (conv, pool, dense, dropout) and one with it.
+    auto make = [](bool bn) {
+        if (bn) return bn_net<float>(8, true);
+        Sequential<float> m(Shape::image(1, 8, 8), 8);
+        m.add<Conv2D>(3, K{3, 3}, Activation::relu, Padding::same);
+        m.add<MaxPool2D>(K{2, 2});
+        m.add<Flatten>();
+        m.add<Dense>(12, Activation::relu);
+        m.add<Dropout>(0.4);
+        m.add<Dense>(4);
+        return m;
+    };
+    for (bool bn : {false, true})
+        for (int P : {2, 3}) {
+            INFO(P << " ranks" << (bn ? ", BatchNorm" : ", Dropout"));
+            auto one = make(bn);
+            const int saved = max_threads();
+            set_threads(1);
+            std::ostringstream log1;
+            auto fo1 = options(P);
+            fo1.out = &log1;
+            Adam<float> adam1;
+            const auto h1 = fit(one, adam1, train, val, fo1);
+            set_threads(saved);
+            std::vector<std::vector<double>> ranks_w(static_cast<size_t>(P));
+            std::vector<double> ranks_val(static_cast<size_t>(P));
+            std::vector<std::string> logs(static_cast<size_t>(P));  // Catch's CHECK is for the main thread only
+            run_ranks(P, [&](int p, Collective& g) {
+                auto m = make(bn);
+                if (p != 0)  // whatever the others start from, rank 0's weights are broadcast
+                    for (auto* q : m.params()) as_vector(q->value).setConstant(0.5f);
+                broadcast_model(g, m);
+                std::ostringstream log;
+                auto fo = options(1);
+                fo.out = &log;
+                fo.group = &g;
+                Adam<float> adam;
+                const auto h = fit(m, adam, train, val, fo);
+                ranks_w[size_t(p)] = values(m);
+                ranks_val[size_t(p)] = h.back().val_loss;
+                logs[size_t(p)] = log.str();
+            });
+            CHECK_THAT(logs[0], Catch::Contains("Epoch 2/2"));
+            for (int p = 1; p < P; ++p) CHECK(logs[size_t(p)].empty());  // only rank 0 prints
+            for (int p = 0; p < P; ++p) {
+                CHECK(ranks_w[size_t(p)] == values(one));  // bit for bit
+                CHECK(ranks_val[size_t(p)] == Approx(h1.back().val_loss).epsilon(1e-6));
+            }
+        }
+}
+
+TEST_CASE("ranks x replicas: equal to one process up to rounding; disagreeing ranks are refused",
+          "[data_parallel][distributed]") {
+    auto one = bn_net<double>(9, true);
+    std::vector<std::vector<double>> w(2);
+    Rng rng(30);
+    std::vector<Tensor<double>> xs;
+    std::vector<std::vector<std::uint8_t>> ys;
+    for (int s = 0; s < 3; ++s) xs.push_back(images<double>(11, rng)), ys.push_back(labels(11, rng));
+    run_ranks(2, [&](int p, Collective& g) {
+        auto m = clone_model(one);
+        DataParallel<double> dp(m, 2, &g);  // 2 ranks x 2 replicas = 4 parts
+        if (dp.workers() != 4) throw std::logic_error("expected 4 parts");
+        SGD<double> sgd;
+        for (int s = 0; s < 3; ++s) dp.step(sgd, xs[size_t(s)], ys[size_t(s)]);
+        w[size_t(p)] = values(m);
+    });
+    auto m4 = clone_model(one);
+    {
+        DataParallel<double> dp(m4, 4);
+        SGD<double> sgd;
+        for (int s = 0; s < 3; ++s) dp.step(sgd, xs[size_t(s)], ys[size_t(s)]);
+    }
+    CHECK(w[0] == w[1]);  // every rank holds the same bits
+    CHECK(max_rel(w[0], values(m4)) < 1e-12);
+
+    // Settings that differ between ranks: every rank stops with the same clear message.
+    std::vector<std::string> messages(3);
+    run_ranks(3, [&](int p, Collective& g) {
+        try {
+            check_same_run(g, {{"model", "keck"}, {"seed", p == 2 ? "7" : "1"}, {"batch", "100"}});
+        } catch (const std::runtime_error& e) {
+            messages[size_t(p)] = e.what();
+        }
+    });
+    CHECK_THAT(messages[0], Catch::Contains("rank 2 has seed=7 where rank 0 has seed=1"));
+    CHECK(messages[1] == messages[0]);
+    CHECK(messages[2] == messages[0]);
+    run_ranks(2, [&](int, Collective& g) { check_same_run(g, {{"model", "keck"}}); });  // agree: no error
+}
