@@ -22,7 +22,10 @@ public:
     // Returns the mean loss over the batch and remembers p for backward.
     // The sum is kept in double so a float batch of 10,000 loses no digits.
     double forward(const Tensor<T>& logits, const std::uint8_t* labels) {
-        const Eigen::Index N = logits.dimension(0), K = logits.size() / std::max<Eigen::Index>(1, N);
+        // K from the shape, not size / N: an empty part of a split batch (N = 0) still
+        // has K classes, and its (empty) dlogits must match the model's output shape.
+        const Eigen::Index N = logits.dimension(0),
+                           K = logits.dimension(1) * logits.dimension(2) * logits.dimension(3);
         ensure(probs_, N, Shape::flat(K));
         labels_ = labels;
         auto Z = as_matrix(logits);
