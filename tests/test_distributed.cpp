@@ -272,7 +272,7 @@ TEST_CASE("ranks behind the Collective interface train exactly as replicas of on
         }
 }
 
-TEST_CASE("ranks x replicas: equal to one process up to rounding; disagreeing ranks are refused",
+TEST_CASE("ranks x replicas: equal to one process up to rounding, and disagreeing ranks are refused",
           "[data_parallel][distributed]") {
     auto one = bn_net<double>(9, true);
     std::vector<std::vector<double>> w(2);
