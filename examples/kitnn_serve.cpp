@@ -198,6 +198,7 @@ std::string status_text(int status) {
         case 413: return "payload too large";
         case 414: return "URI too long";
         case 415: return "unsupported media type";
+        case 411: return "length required";
         case 416: return "range not satisfiable";
         case 431: return "request header fields too large";
         case 500: return "internal server error";
@@ -342,6 +343,7 @@ int main(int argc, char** argv) {
         svr.set_write_timeout(5, 0);
         svr.set_keep_alive_timeout(2);  // idle keep-alive connections give their worker back soon
         svr.set_keep_alive_max_count(1000);
+        svr.set_tcp_nodelay(true);  // small answers go out at once, not after a delayed ACK
         // "Expect: 100-continue" with a Content-Length over the limit: refuse before the
         // client sends the body (httplib's default says 100 and refuses it afterwards).
         svr.set_expect_100_continue_handler([&](const httplib::Request& req, httplib::Response& res) {
@@ -352,6 +354,19 @@ int main(int argc, char** argv) {
                 return 413;
             }
             return 100;
+        });
+        // httplib 0.11 limits a body sent with Content-Length (413 above --max-body), not a
+        // chunked one, which it would collect in memory without bound: such a request is
+        // refused before its body is read (browsers and curl send a Content-Length). httplib
+        // then reads what the client still sends on that connection as a next request and
+        // refuses that too (4xx): the connection is lost for that client, nothing else.
+        svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+            if (!req.has_header("Transfer-Encoding")) return httplib::Server::HandlerResponse::Unhandled;
+            res.set_header("Connection", "close");
+            send_json(res, 411, {{"error", "Transfer-Encoding '" + req.get_header_value("Transfer-Encoding").substr(0, 40) +
+                                               "' is not accepted: send the body with a Content-Length (at most " +
+                                               std::to_string(max_body) + " bytes)"}});
+            return httplib::Server::HandlerResponse::Handled;
         });
         svr.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
 
