@@ -58,7 +58,7 @@ const browser = await chromium.launch({
 });
 let code = 1;
 try {
-  const page = await browser.newPage({ viewport: { width: 1000, height: 700 }, deviceScaleFactor: 1 });
+  const page = await browser.newPage({ viewport: { width: 910, height: 650 }, deviceScaleFactor: 1 });
   const requests = [], pageErrors = [];
   page.on("request", (r) => requests.push(r));
   page.on("pageerror", (e) => pageErrors.push(String(e)));
