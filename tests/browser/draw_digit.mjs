@@ -119,7 +119,7 @@ try {
   await idle();
   let s = await shown();
   check("a drawn 1 is read as 1", s.label === "1", JSON.stringify(s));
-  check("several requests were made while drawing one stroke", classifyCount() >= 3, classifyCount());
+  check("several requests were made for one stroke", classifyCount() >= 2, classifyCount());
   let j = await serverAnswer();
   check("the top-3 bars are the server's answer for the pixels the page sent",
         JSON.stringify(s.bars) === JSON.stringify(j.top.map((t) => ({ label: t.class, pct: pct(t.probability) }))),
@@ -167,10 +167,12 @@ try {
         csv === `file,label\n${file},7\n`, csv);
   const applied = JSON.parse(execFileSync(applyBin, ["--model", model, "--json", "--top", "3",
                                                      path.join(collect, file)], { encoding: "utf8" }));
-  check("mnist_apply on the saved PNG gives the page's prediction and top-3 percentages",
-        String(applied.prediction) === s.label &&
-        JSON.stringify(applied.top.map((t) => ({ label: String(t.digit), pct: pct(t.probability) }))) ===
-        JSON.stringify(s.bars), JSON.stringify([applied, s.bars]));
+  // mnist_apply prints 4 decimals: compare at 4 decimals with the server's answer for the
+  // pixels the page sent (whose bars the page showed, checked above).
+  const four = (top) => top.map((t) => `${t.digit}:${t.probability.toFixed(4)}`).join(" ");
+  check("mnist_apply on the saved PNG: the page's prediction and the same top 3 (4 decimals)",
+        String(applied.prediction) === s.label && four(applied.top) === four(j.top),
+        JSON.stringify([applied, j.top]));
 
   // The screenshot for docs/own-digits.md: the 7, MNIST-style.
   await page.screenshot({ path: path.join(work, "serve_page.png") });
