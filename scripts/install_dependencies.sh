@@ -12,6 +12,9 @@ packages=(build-essential cmake pkg-config libeigen3-dev libstb-dev catch2 libom
           zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates
           clang-14 libclang-rt-14-dev
           dataset-fashion-mnist)  # Fashion-MNIST IDX files: mnist_train --dataset fashion, tests
+# ONNX (docs/onnx.md): libonnx + protobuf for kitnn::onnx; the ONNX checker, OpenCV's DNN
+# (the independent runtime) and PyTorch (import test) for the ONNX tests.
+packages+=(libonnx-dev libprotobuf-dev python3-onnx python3-opencv python3-torch python3-numpy)
 if [[ "${1:-}" == "--with-peer" ]]; then packages+=(python3-torch python3-numpy); fi
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0

@@ -4,13 +4,23 @@
 //       MODEL is .kitnn or .onnx (imported); IN holds N samples of the model's input
 //       shape as raw float32; OUT gets (N, K) float32: probabilities (Sequential::
 //       predict), or the raw outputs with `logits`.
-//   onnx_probe imagenet NAME SEED OUT.onnx IN.f32 OUT.f32
+//   onnx_probe imagenet NAME SEED OUT.onnx IN.f32 OUT.f32 [roundtrip]
 //       builds zoo_imagenet's NAME with random weights (and random BatchNorm
-//       statistics, so BatchNorm is not the identity), writes it as ONNX (no softmax)
-//       and its raw outputs for the samples in IN: no .kitnn file of VGG-16's 553 MB.
+//       statistics, so BatchNorm is not the identity), runs libonnx's checker on its
+//       ONNX form (in memory: the Python checker re-parses 553 MB of VGG-16 slowly),
+//       writes it (no softmax) and its raw outputs for the samples in IN: no .kitnn
+//       file of VGG-16's 553 MB. With `roundtrip`, also imports OUT.onnx and fails
+//       unless the imported model's outputs are bit-identical.
+//   onnx_probe seeds DIR
+//       writes the fuzz seed corpus (tests/fuzz/corpus/onnx): tiny models with every
+//       layer type and Branches form, a hand-built graph with MatMul + Add, Reshape,
+//       a Constant node, float_data weights, and truncated copies. Each under ~3 KB.
 //   onnx_probe roundtrip MODEL.kitnn OUT.onnx
 //       exports MODEL, imports OUT.onnx again and fails unless both give bit-identical
 //       outputs on 64 random inputs.
+// First: onnx/defs/parser.h has an enumerator MAP_TYPE, a macro in <sys/mman.h>.
+#include <onnx/checker.h>
+
 #include <kitnn/io/model_file.hpp>
 #include <kitnn/onnx/onnx.hpp>
 #include <kitnn/zoo.hpp>
@@ -61,6 +71,89 @@ Tensor<float> outputs(Sequential<float>& m, const Tensor<float>& x) {
     return y;
 }
 
+void seeds(const std::string& dir) {
+    auto put = [&](const std::string& name, const std::vector<char>& b) { write_file_atomic(dir + "/" + name, b); };
+    {  // a chain of every plain layer type
+        Sequential<float> m(Shape::image(1, 6, 6), 1);
+        m.add<Conv2D>(2, std::array<int, 2>{3, 3}, Activation::relu, Padding::same, 2);
+        m.add<BatchNorm>();
+        m.add<LeakyReLU>(0.1);
+        m.add<MaxPool2D>(std::array<int, 2>{2, 2}, std::array<int, 2>{1, 1}, Padding::same);
+        m.add<AvgPool2D>(std::array<int, 2>{2, 2});
+        m.add<Conv2D>(2, std::array<int, 2>{1, 1}, Activation::linear, 0, 1, Init::glorot_uniform, false);
+        m.add<Sigmoid>();
+        m.add<Flatten>();
+        m.add<Dense>(3, Activation::relu);
+        m.add<Tanh>();
+        m.add<Dropout>(0.5);
+        m.add<Dense>(2);
+        m.add<Softmax>();
+        const auto b = serialize_onnx(to_onnx(m));
+        put("chain.onnx", b);
+        put("chain_cut.onnx", std::vector<char>(b.begin(), b.begin() + std::ptrdiff_t(b.size() / 2)));
+    }
+    {  // nested Branches: concat with an identity branch, add of three
+        Sequential<float> m(Shape::image(2, 5, 5), 1);
+        auto box = std::make_unique<Branches<float>>(Merge::concat);
+        box->branch().add<Conv2D>(1, std::array<int, 2>{1, 1});
+        auto inner = std::make_unique<Branches<float>>(Merge::add);
+        inner->branch().add<Conv2D>(2, std::array<int, 2>{3, 3}, Activation::linear, 1);
+        inner->branch();
+        inner->branch().add<ReLU>();
+        box->branch().add(std::move(inner));
+        box->branch();
+        m.add(std::move(box));
+        m.add<GlobalAvgPool2D>();
+        m.add<Dense>(2);
+        put("branches.onnx", serialize_onnx(to_onnx(m, {13, true})));
+    }
+    {  // PyTorch's forms: MatMul + Add, Reshape with a Constant shape, float_data, Gemm transB
+        onnx::ModelProto m;
+        m.set_ir_version(7);
+        m.add_opset_import()->set_version(13);
+        auto& g = *m.mutable_graph();
+        onnx_detail::set_shape(*g.add_input(), "x", onnx::TensorProto::FLOAT, {1, 2, 2});
+        onnx_detail::set_shape(*g.add_output(), "y", onnx::TensorProto::FLOAT, {2});
+        auto init = [&](const std::string& name, std::vector<std::int64_t> dims, int n) {
+            auto* t = g.add_initializer();
+            t->set_name(name);
+            t->set_data_type(onnx::TensorProto::FLOAT);
+            for (auto d : dims) t->add_dims(d);
+            for (int i = 0; i < n; ++i) t->add_float_data(0.25f * float(i) - 1.f);
+        };
+        auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
+            auto* n = g.add_node();
+            n->set_op_type(op);
+            n->set_name(out);
+            for (auto& i : in) n->add_input(i);
+            n->add_output(out);
+            return n;
+        };
+        auto* c = node("Constant", {}, "shape");
+        auto* a = c->add_attribute();
+        a->set_name("value");
+        a->set_type(onnx::AttributeProto::TENSOR);
+        a->mutable_t()->set_data_type(onnx::TensorProto::INT64);
+        a->mutable_t()->add_dims(2);
+        a->mutable_t()->add_int64_data(-1);
+        a->mutable_t()->add_int64_data(4);
+        init("w1", {4, 3}, 12);
+        init("b1", {3}, 3);
+        init("w2", {2, 3}, 6);
+        init("b2", {2}, 2);
+        node("Reshape", {"x", "shape"}, "r");
+        node("MatMul", {"r", "w1"}, "m");
+        node("Add", {"m", "b1"}, "a");
+        node("Relu", {"a"}, "h");
+        onnx_detail::attr(*node("Gemm", {"h", "w2", "b2"}, "y"), "transB", std::int64_t(1));
+        std::vector<char> b(m.ByteSizeLong());
+        m.SerializeToArray(b.data(), int(b.size()));
+        put("torchlike.onnx", b);
+    }
+    put("empty.onnx", {});
+    put("text.onnx", {'n', 'o', 't', ' ', 'o', 'n', 'n', 'x'});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,7 +167,7 @@ int main(int argc, char** argv) {
             write_raw(argv[4], y.data(), y.size());
             return 0;
         }
-        if (cmd == "imagenet" && argc == 7) {
+        if (cmd == "imagenet" && (argc == 7 || argc == 8)) {
             auto m = zoo::imagenet_model<float>(argv[2], std::stoull(argv[3]));
             Rng rng(std::stoull(argv[3]) + 7);
             detail::for_each_layer(m, [&](const std::string&, Layer<float>& l) {
@@ -86,10 +179,28 @@ int main(int argc, char** argv) {
                         bn->beta().value.data()[c] = float(rng.uniform() - 0.5) * 0.2f;
                     }
             });
-            save_onnx(argv[4], m);
+            {
+                const auto proto = to_onnx(m);
+                onnx::checker::check_model(proto);  // throws ValidationError
+                write_file_atomic(argv[4], serialize_onnx(proto));
+                std::cout << argv[4] << ": libonnx's checker passed\n";
+            }
             const auto x = read_samples(argv[5], m.input_shape());
             const auto y = outputs(m, x);
             write_raw(argv[6], y.data(), y.size());
+            if (argc == 8 && std::string(argv[7]) == "roundtrip") {
+                auto back = load_onnx<float>(argv[4]);
+                const auto b = outputs(back, x);
+                if (std::memcmp(y.data(), b.data(), size_t(y.size()) * 4) != 0) {
+                    std::cerr << "imagenet: " << argv[2] << ": outputs differ after kitnn -> ONNX -> kitnn\n";
+                    return 1;
+                }
+                std::cout << argv[2] << ": kitnn -> ONNX -> kitnn gives identical outputs\n";
+            }
+            return 0;
+        }
+        if (cmd == "seeds" && argc == 3) {
+            seeds(argv[2]);
             return 0;
         }
         if (cmd == "roundtrip" && argc == 4) {
@@ -108,7 +219,7 @@ int main(int argc, char** argv) {
             std::cout << "roundtrip: " << argv[2] << ": identical outputs on 64 inputs\n";
             return 0;
         }
-        std::cerr << "usage: onnx_probe predict MODEL IN.f32 OUT.f32 [logits] | imagenet NAME SEED OUT.onnx IN.f32 OUT.f32 | roundtrip MODEL.kitnn OUT.onnx\n";
+        std::cerr << "usage: onnx_probe predict MODEL IN.f32 OUT.f32 [logits] | imagenet NAME SEED OUT.onnx IN.f32 OUT.f32 | roundtrip MODEL.kitnn OUT.onnx | seeds DIR\n";
         return 2;
     } catch (const std::exception& e) {
         std::cerr << "onnx_probe: " << e.what() << "\n";

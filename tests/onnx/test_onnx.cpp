@@ -43,13 +43,17 @@ void randomize_batchnorm(Sequential<float>& m) {
 std::string structure(Layer<float>& l) {
     std::string s = l.type() + "{";
     const Config c = l.config();
-    // A 1x1 stride-1 convolution pads nothing with `same` either: ONNX sees no pads, and
-    // the import calls it `valid` (the same computation).
-    const bool one = l.type() == "Conv2D" && c.str("kernel_h") == "1" && c.str("kernel_w") == "1" &&
-                     c.str("stride") == "1";
-    for (auto& kv : c.items())
-        if (kv.first != "init")
-            s += kv.first + "=" + (one && kv.first == "padding" ? std::string("none") : kv.second) + ";";
+    // A convolution's padding as what it computes: the top/left pads and the output
+    // size. `same` on a 1x1 kernel is `valid`, and explicit pad 1 on a 3x3 stride-1
+    // kernel is `same`: ONNX has only the pads, and the import picks one name.
+    const auto* conv = dynamic_cast<const Conv2D<float>*>(&l);
+    for (auto& kv : c.items()) {
+        if (kv.first == "init" || (conv && (kv.first == "padding" || kv.first == "pad"))) continue;
+        s += kv.first + "=" + kv.second + ";";
+    }
+    if (conv)
+        s += "pads=" + std::to_string(conv->pad_top()) + "," + std::to_string(conv->pad_left()) +
+             ";out=" + l.output_shape().str() + ";";
     for (size_t b = 0; b < l.branch_count(); ++b) {
         s += "[";
         for (auto* il : l.branch(b)) s += structure(*il);
@@ -136,6 +140,30 @@ TEST_CASE("onnx: every layer type, padding mode and Branches form round-trips ex
     round_trip(m, 7);
 }
 
+TEST_CASE("onnx: a Branches as the first layer of a branch (its arms fork from the same tensor)", "[onnx]") {
+    // In ONNX the inner block's branches read the outer fork's tensor too: the importer
+    // must find the inner merge first and make it one branch again.
+    Sequential<float> m(Shape::image(2, 5, 5), 1);
+    auto box = std::make_unique<Branches<float>>(Merge::concat);
+    box->branch().add<Conv2D>(1, std::array<int, 2>{1, 1});
+    auto inner = std::make_unique<Branches<float>>(Merge::add);
+    inner->branch().add<Conv2D>(2, std::array<int, 2>{3, 3}, Activation::linear, 1);
+    inner->branch();
+    inner->branch().add<ReLU>();
+    auto& b1 = box->branch();
+    b1.add(std::move(inner));
+    b1.add<Sigmoid>();  // the joined branch goes on after its inner merge
+    box->branch();
+    auto cat = std::make_unique<Branches<float>>(Merge::concat);  // and an inner concat as a whole branch
+    cat->branch().add<Tanh>();
+    cat->branch();
+    box->branch().add(std::move(cat));
+    m.add(std::move(box));
+    m.add<GlobalAvgPool2D>();
+    m.add<Dense>(2);
+    round_trip(m);
+}
+
 TEST_CASE("onnx: export options: final Softmax and opset", "[onnx]") {
     auto m = zoo::mnist_model<float>("keck", 1);
     OnnxExportOptions o;
@@ -201,7 +229,8 @@ std::string import_error(const onnx::ModelProto& m) {
 TEST_CASE("onnx: a hand-built graph imports (Conv + Relu fused, float_data weights)", "[onnx]") {
     auto m = from_onnx<float>(small_graph(), "t.onnx");
     REQUIRE(m.size() == 1);
-    CHECK(structure(m) == "(1,6,6)Conv2D{filters=2;kernel_h=3;kernel_w=3;stride=1;padding=same;activation=relu;use_bias=0;}");
+    CHECK(structure(m) == "(1,6,6)Conv2D{filters=2;kernel_h=3;kernel_w=3;stride=1;activation=relu;use_bias=0;pads=1,1;out=(2,6,6);}");
+    CHECK(m.layer(0).config().str("padding") == "same");
 }
 
 TEST_CASE("onnx: what kitnn cannot express is refused with the node, op and reason", "[onnx]") {

@@ -12,7 +12,7 @@
 // copied as they are, never transposed):
 //   Conv2D           Conv (pads spelled out: valid, same (maybe asymmetric), explicit)
 //                    [+ Relu when the activation is fused]
-//   Dense            Gemm(X, kernel (IN, OUT), bias), transB = 0   [+ Relu]
+//   Dense            Gemm(X, kernel^T (OUT, IN), bias), transB = 1  [+ Relu]
 //   MaxPool2D        MaxPool (same padding as explicit pads; padding never wins)
 //   AvgPool2D        AveragePool, count_include_pad = 0 (real pixels only)
 //   GlobalAvgPool2D  GlobalAveragePool + Flatten (kitnn's output is flat (C))
@@ -142,12 +142,17 @@ public:
             return relu_if(c, n.output(0), p);
         }
         if (type == "Dense") {
+            // Gemm(X, B, C) with transB = 1 and B = kernel^T (OUT, IN): PyTorch's form, the
+            // one every runtime handles (OpenCV 4.6 refuses transB = 0 with a bias).
             auto& d = static_cast<Dense<T>&>(l);
-            const auto& k = d.kernel().value;  // (IN, OUT, 1, 1): Gemm's B without transB
+            const auto& k = d.kernel().value;  // (IN, OUT, 1, 1)
+            const Eigen::Index I = k.dimension(0), O = k.dimension(1);
+            Tensor<T> bt(O, I, 1, 1);
+            for (Eigen::Index i = 0; i < I; ++i)
+                for (Eigen::Index o = 0; o < O; ++o) bt.data()[o * I + i] = k.data()[i * O + o];
             auto& n = node("Gemm", p + "/Gemm",
-                           {x, weight(p + "/kernel", k, {k.dimension(0), k.dimension(1)}),
-                            weight(p + "/bias", d.bias().value, {k.dimension(1)})});
-            attr(n, "transB", std::int64_t(0));
+                           {x, weight(p + "/kernel", bt, {O, I}), weight(p + "/bias", d.bias().value, {O})});
+            attr(n, "transB", std::int64_t(1));
             return relu_if(c, n.output(0), p);
         }
         if (type == "MaxPool2D" || type == "AvgPool2D") {
@@ -770,116 +775,150 @@ private:
     // identity branch); the branches must meet at one Concat or one chain of Adds.
     std::string fork(const std::string& t, Shape& s, const Place& place, int depth) {
         const auto u = uses(t);
-        // The branches' layers are built now, so their shapes and weights are known;
-        // the container keeps them (add_built) when it is itself placed.
-        std::vector<std::string> ends;
-        std::vector<std::vector<std::unique_ptr<Layer<T>>>> arms(u.size());
-        std::vector<Shape> arm_shapes;
-        Rng rng(1);
-        for (size_t a = 0; a < u.size(); ++a) {
-            const auto& n = g_.node(u[a].first);
-            Shape sa = s;
-            auto& list = arms[a];
-            const Place into = [&](std::unique_ptr<Layer<T>> l) -> Layer<T>& {
-                l->build(sa, rng);
-                list.push_back(std::move(l));
-                return *list.back();
-            };
-            std::string end = t;
-            if (!is_merge(n)) {
-                end = step(n, u[a].second, t, sa, into);
-                end = chain(end, sa, into, depth + 1);
-            }
-            if (end == output_)
-                fail(n, "starts a branch that ends at the graph output without meeting the others");
-            ends.push_back(end);
-            arm_shapes.push_back(sa);
-        }
-        // The merge: a Concat, or the first of a chain of Adds: a node reading an end
-        // whose computed inputs are all ends.
-        const ::onnx::NodeProto* mp = nullptr;
-        for (size_t a = 0; a < ends.size() && !mp; ++a)
-            for (auto& e : uses(ends[a])) {
-                const auto& cand = g_.node(e.first);
-                if (!is_merge(cand)) continue;
-                bool all = true;
-                for (auto& x : dynamic_inputs(cand)) all = all && std::count(ends.begin(), ends.end(), x) > 0;
-                if (all) {
-                    mp = &cand;
-                    break;
-                }
-            }
-        if (!mp) {
-            const auto& e = uses(ends[0]);
-            fail(g_.node(e.empty() ? u[0].first : e[0].first),
-                 "the branches forked from '" + t + "' do not meet at one Concat or Add: kitnn's Branches cannot express this graph");
-        }
-        const ::onnx::NodeProto& m = *mp;
-        // Map every end tensor (with multiplicity) to its arm.
-        std::vector<bool> taken(ends.size(), false);
-        std::vector<size_t> order;  // arms in the merge's input order
-        auto claim = [&](const std::string& x, const ::onnx::NodeProto& at) {
-            for (size_t a = 0; a < ends.size(); ++a)
-                if (!taken[a] && ends[a] == x) {
-                    taken[a] = true;
-                    order.push_back(a);
-                    return;
-                }
-            fail(at, "reads '" + x + "', which is not one of the branches forked from '" + t +
-                         "': kitnn's Branches merge exactly the branches of one fork");
+        // Each arm: its layers, built now (so shapes and weights are known; the container
+        // keeps them with add_built when it is placed), the tensor it ends at, its shape.
+        struct Arm {
+            std::vector<std::unique_ptr<Layer<T>>> layers;
+            std::string end;
+            Shape shape;
         };
-        std::string out;
-        Merge merge;
-        if (m.op_type() == "Concat") {
-            merge = Merge::concat;
-            only(m, {"axis"});
-            const std::int64_t axis = int_attr(m, "axis", 1);
-            const int rank = arm_shapes[0].is_image() ? 4 : 2;
-            if (axis != 1 && axis != 1 - rank)
-                fail(m, "axis " + std::to_string(axis) + " is not supported (kitnn concatenates channels, axis 1)");
-            take(m);
-            for (auto& x : m.input()) {
-                if (consts_.count(x)) fail(m, "concatenates a constant '" + x + "' (not supported)");
-                claim(x, m);
-            }
-            single_output(m);
-            out = m.output(0);
-        } else {  // Add: (z_a + z_b) + z_c ...
-            merge = Merge::add;
-            const ::onnx::NodeProto* a = &m;
-            std::string acc;
-            for (;;) {
-                only(*a, {});
-                take(*a);
-                if (a->input_size() != 2) fail(*a, "needs 2 inputs");
-                for (int k = 0; k < 2; ++k) {
-                    if (consts_.count(a->input(k)))
-                        fail(*a, "adds a constant '" + a->input(k) + "' (only after MatMul, as a bias)");
-                    if (a->input(k) != acc || acc.empty()) claim(a->input(k), *a);
+        std::vector<Arm> arms;
+        Rng rng(1);
+        // Continues arm `a` from tensor x, through chain() (which stops at a merge).
+        auto extend = [&](Arm& a, const ::onnx::NodeProto* first, int k, const std::string& x) {
+            const Place into = [&](std::unique_ptr<Layer<T>> l) -> Layer<T>& {
+                l->build(a.shape, rng);
+                a.layers.push_back(std::move(l));
+                return *a.layers.back();
+            };
+            std::string e = x;
+            if (first) e = step(*first, k, x, a.shape, into);
+            a.end = chain(e, a.shape, into, depth + 1);
+            if (a.end == output_)
+                fail(first ? *first : g_.node(u[0].first),
+                     "starts a branch that ends at the graph output without meeting the others");
+        };
+        for (auto& [ni, k] : u) {
+            const auto& n = g_.node(ni);
+            arms.emplace_back();
+            arms.back().shape = s;
+            arms.back().end = t;  // an identity arm when n is the merge itself
+            if (!is_merge(n)) extend(arms.back(), &n, k, t);
+        }
+        // Merge arms until one node merges them all. A Branches nested as the first layer
+        // of a branch reads the fork's tensor too, so its arms show up here as well: its
+        // merge (a Concat or Add over some of the arms) comes first and becomes one arm.
+        for (;;) {
+            std::vector<std::string> ends;
+            for (auto& a : arms) ends.push_back(a.end);
+            const ::onnx::NodeProto* mp = nullptr;
+            for (size_t a = 0; a < arms.size() && !mp; ++a)
+                for (auto& e : uses(arms[a].end)) {
+                    const auto& cand = g_.node(e.first);
+                    if (!is_merge(cand) || used_[size_t(e.first)]) continue;
+                    auto left = ends;
+                    bool all = true;
+                    for (auto& x : dynamic_inputs(cand)) {
+                        auto it = std::find(left.begin(), left.end(), x);
+                        if (it == left.end()) all = false;
+                        else left.erase(it);
+                    }
+                    if (all) {
+                        mp = &cand;
+                        break;
+                    }
                 }
-                single_output(*a);
-                acc = a->output(0);
-                if (order.size() == ends.size()) break;
-                const auto* next = sole_consumer(acc);
-                if (!next || next->op_type() != "Add")
-                    fail(*a, "adds only " + std::to_string(order.size()) + " of the " +
-                                 std::to_string(ends.size()) + " branches forked from '" + t +
-                                 "'; kitnn needs them all summed by a chain of Adds");
-                a = next;
+            if (!mp) {
+                const auto& e = uses(arms[0].end);
+                fail(g_.node(e.empty() ? u[0].first : e[0].first),
+                     "the branches forked from '" + t + "' do not meet at one Concat or Add: kitnn's Branches cannot express this graph");
             }
-            out = acc;
+            const ::onnx::NodeProto& m = *mp;
+            std::vector<bool> taken(arms.size(), false);
+            std::vector<size_t> order;  // the merged arms, in the merge's input order
+            auto claim = [&](const std::string& x, const ::onnx::NodeProto& at) {
+                for (size_t a = 0; a < arms.size(); ++a)
+                    if (!taken[a] && arms[a].end == x) {
+                        taken[a] = true;
+                        order.push_back(a);
+                        return;
+                    }
+                fail(at, "reads '" + x + "', which is not one of the branches forked from '" + t +
+                             "': kitnn's Branches merge exactly the branches of one fork");
+            };
+            auto unclaimed = [&](const std::string& x) {
+                for (size_t a = 0; a < arms.size(); ++a)
+                    if (!taken[a] && arms[a].end == x) return true;
+                return false;
+            };
+            std::string out;
+            Merge merge;
+            if (m.op_type() == "Concat") {
+                merge = Merge::concat;
+                only(m, {"axis"});
+                const std::int64_t axis = int_attr(m, "axis", 1);
+                const int rank = arms[0].shape.is_image() ? 4 : 2;
+                if (axis != 1 && axis != 1 - rank)
+                    fail(m, "axis " + std::to_string(axis) + " is not supported (kitnn concatenates channels, axis 1)");
+                take(m);
+                for (auto& x : m.input()) {
+                    if (consts_.count(x)) fail(m, "concatenates a constant '" + x + "' (not supported)");
+                    claim(x, m);
+                }
+                single_output(m);
+                out = m.output(0);
+            } else {  // Add: (z_a + z_b) + z_c ..., as long as the next Add adds another arm
+                merge = Merge::add;
+                const ::onnx::NodeProto* a = &m;
+                std::string acc;
+                for (;;) {
+                    only(*a, {});
+                    take(*a);
+                    if (a->input_size() != 2) fail(*a, "needs 2 inputs");
+                    for (int k = 0; k < 2; ++k) {
+                        if (consts_.count(a->input(k)))
+                            fail(*a, "adds a constant '" + a->input(k) + "' (only after MatMul, as a bias)");
+                        if (acc.empty() || a->input(k) != acc) claim(a->input(k), *a);
+                    }
+                    single_output(*a);
+                    acc = a->output(0);
+                    const auto* next = sole_consumer(acc);
+                    if (!next || next->op_type() != "Add" || next->input_size() != 2) break;
+                    const std::string other = next->input(0) == acc ? next->input(1) : next->input(0);
+                    if (!unclaimed(other)) break;
+                    a = next;
+                }
+                out = acc;
+            }
+            auto container = std::make_unique<Branches<T>>(merge);
+            for (size_t a : order) {
+                Chain<T>& c = container->branch();
+                for (auto& l : arms[a].layers) c.add_built(std::move(l));
+            }
+            if (++branches_ > kMaxBranches) fail(m, "more than " + std::to_string(kMaxBranches) + " branches");
+            if (order.size() == arms.size()) {  // the fork's own merge
+                put(m, std::move(container), s, place);
+                return out;
+            }
+            // An inner merge: its arms become one arm (that Branches), which goes on from
+            // the merge's output until it meets the others.
+            Arm joined;
+            joined.shape = s;
+            {
+                const Place into = [&](std::unique_ptr<Layer<T>> l) -> Layer<T>& {
+                    l->build(joined.shape, rng);
+                    joined.layers.push_back(std::move(l));
+                    return *joined.layers.back();
+                };
+                put(m, std::move(container), joined.shape, into);
+            }
+            std::vector<Arm> rest;
+            for (size_t a = 0; a < arms.size(); ++a)
+                if (!taken[a]) rest.push_back(std::move(arms[a]));
+            rest.push_back(std::move(joined));
+            arms = std::move(rest);
+            extend(arms.back(), nullptr, 0, out);
         }
-        if (order.size() != ends.size())
-            fail(m, "merges " + std::to_string(order.size()) + " of the " + std::to_string(ends.size()) +
-                        " branches forked from '" + t + "'");
-        auto container = std::make_unique<Branches<T>>(merge);
-        for (size_t a : order) {
-            Chain<T>& c = container->branch();
-            for (auto& l : arms[a]) c.add_built(std::move(l));
-        }
-        if (++branches_ > kMaxBranches) fail(m, "more than " + std::to_string(kMaxBranches) + " branches");
-        put(m, std::move(container), s, place);
-        return out;
     }
 
     // One layer (or a fused pattern) starting at node n, which reads t as input k.
@@ -976,6 +1015,16 @@ private:
         }
         if (op == "Identity") {
             only(n, {});
+            return y;
+        }
+        if (op == "Pad") {  // PyTorch writes a Pad of zeros before AvgPool2d(count_include_pad=True)
+            only(n, {"mode", "pads", "value"});
+            std::vector<std::int64_t> p = ints_attr(n, "pads", {});  // opset < 11
+            if (opset_ >= 11) p = constant(n, 1, "pads").ints;
+            for (auto v : p)
+                if (v != 0)
+                    fail(n, "pads " + dims_str(p) +
+                                " are not supported: kitnn pads only inside Conv and the pools (a Pad of zeros is skipped)");
             return y;
         }
         if (op == "Softmax") {
