@@ -5,7 +5,7 @@ the ONNX checker (Debian python3-onnx, or libonnx's C++ checker inside onnx_prob
 
   runtime_check.py mnist KITNN_ONNX MNIST_TRAIN ONNX_PROBE WORK
                                            every MNIST zoo model, trained briefly
-                                           (mnist_train --limit 2000 --epochs 1), exported
+                                           (mnist_train --limit 1000 --epochs 1), exported
                                            with --softmax: python checker; OpenCV and kitnn
                                            give the same class on all 10,000 test images
                                            and max |dp| <= 1e-5; kitnn -> ONNX -> kitnn is
@@ -85,7 +85,7 @@ def check_mnist(kitnn_onnx, mnist_train, probe, work):
     for name in ("keck", "lenet5", "kerascnn", "best"):
         out = os.path.join(work, name)
         t_train = run(mnist_train, "--model", name, "--data", mnist, "--epochs", 1,
-                      "--limit", 2000, "--val-split", 0.1, "--out", out, "--progress", "plain", "--seed", 1)
+                      "--limit", 1000, "--val-split", 0.1, "--out", out, "--progress", "plain", "--seed", 1)
         kit = os.path.join(out, "best.kitnn")
         onx = os.path.join(out, name + ".onnx")
         run(kitnn_onnx, "export", kit, onx, "--softmax")
