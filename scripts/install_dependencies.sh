@@ -10,6 +10,7 @@ set -euo pipefail
 # clang-14 + its runtime (libclang_rt.fuzzer, asan, ubsan): -fsanitize=fuzzer in tests/fuzz/.
 packages=(build-essential cmake pkg-config libeigen3-dev libstb-dev catch2 libomp-dev
           zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates
+          python3  # tests/check_test_count.py (CTest catch_test_count)
           clang-14 libclang-rt-14-dev
           dataset-fashion-mnist)  # Fashion-MNIST IDX files: mnist_train --dataset fashion, tests
 # ONNX (docs/onnx.md): libonnx + protobuf for kitnn::onnx; the ONNX checker, OpenCV's DNN
