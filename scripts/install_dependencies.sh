@@ -10,10 +10,14 @@ set -euo pipefail
 # clang-14 + its runtime (libclang_rt.fuzzer, asan, ubsan): -fsanitize=fuzzer in tests/fuzz/.
 packages=(build-essential cmake pkg-config libeigen3-dev libstb-dev catch2 libomp-dev
           zlib1g-dev libcli11-dev libbenchmark-dev curl ca-certificates
+          python3  # tests/check_test_count.py (CTest catch_test_count)
           clang-14 libclang-rt-14-dev
-          dataset-fashion-mnist  # Fashion-MNIST IDX files: mnist_train --dataset fashion, tests
-          # kitnn_serve (HTTP + JSON) and its tests: a real browser driven by node
-          libcpp-httplib-dev nlohmann-json3-dev chromium nodejs)
+          dataset-fashion-mnist)  # Fashion-MNIST IDX files: mnist_train --dataset fashion, tests
+# ONNX (docs/onnx.md): libonnx + protobuf for kitnn::onnx; the ONNX checker, OpenCV's DNN
+# (the independent runtime) and PyTorch (import test) for the ONNX tests.
+packages+=(libonnx-dev libprotobuf-dev python3-onnx python3-opencv python3-torch python3-numpy)
+# kitnn_serve (HTTP + JSON) and its tests: a real browser (Debian's chromium) driven by node.
+packages+=(libcpp-httplib-dev nlohmann-json3-dev chromium nodejs)
 if [[ "${1:-}" == "--with-peer" ]]; then packages+=(python3-torch python3-numpy); fi
 # Debian's nodejs comes without npm (a separate package); NodeSource's includes it.
 command -v npm > /dev/null || packages+=(npm)

@@ -65,5 +65,5 @@ if cmp "$work/full/best.kitnn" "$work/part/best.kitnn"; then
   echo "PASS: the resumed run's best model is byte-identical to the uninterrupted one"
   grep "test accuracy" "$work/full.log" "$work/part2.log"
 else
-  echo "FAIL: the resumed run differs"; tail -5 "$work/full.log" "$work/part2.log"; exit 1
+  echo "FAIL: the resumed run differs"; tail -n 5 "$work/full.log" "$work/part2.log"; exit 1
 fi
