@@ -18,6 +18,7 @@
 // its metadata, and its predictions are printed as Fashion-MNIST class names ("Sneaker");
 // --dataset overrides the file. For Fashion-MNIST the preprocessing scales the object to
 // fill the whole 28x28 frame, as that data set was made (MNIST digits fill 20x20).
+#include "classify.hpp"
 #include "cli.hpp"
 
 #include <kitnn/data/datasets.hpp>
@@ -117,29 +118,13 @@ int main(int argc, char** argv) {
     return kitnn_examples::guarded("mnist_apply", [&] {
         Metadata meta;
         Sequential<float> model = load_model<float>(model_path, &meta);
-        const Shape in = model.input_shape();
-        const int K = int(model.output_shape().size());
-        // The class names: --dataset, else the model's "dataset" metadata if it is one
-        // we know, else digits. Outputs beyond the list are named by their number.
-        if (dataset.empty() && meta.count("dataset")) {
-            const auto known = data::dataset_names();
-            if (std::find(known.begin(), known.end(), meta["dataset"]) != known.end()) dataset = meta["dataset"];
-        }
-        if (dataset.empty()) dataset = "mnist";
-        const bool digits = dataset == "mnist";
-        std::vector<std::string> names = data::class_names(dataset);
-        for (int k = int(names.size()); k < K; ++k) names.push_back(std::to_string(k));
-        if (!in.is_image() || in.c() != 1)
-            throw std::runtime_error(model_path + ": the model takes input " + in.str() +
-                                     ", not a greyscale image (1,H,W)");
-        const int H = int(in.h()), W = int(in.w());
-        if (!raw && H != W)
-            throw std::runtime_error(model_path + ": preprocessing makes square images, the model takes " +
-                                     std::to_string(W) + "x" + std::to_string(H) + " (use --raw --resize)");
-        data::PreprocessOptions popt;
-        popt.frame = H;
-        popt.box = std::max(1, int(std::lround(H * 20.0 / 28.0)));  // MNIST: 20 of 28
-        if (dataset == "fashion") popt.box = H;  // Fashion-MNIST: the longer side fills the frame
+        // Class names, input size and the preprocessing that fits the model: shared with
+        // kitnn_serve (classify.hpp), so both answer alike.
+        const kitnn_examples::ClassifySetup setup =
+            kitnn_examples::classify_setup(model, meta, dataset, model_path, raw);
+        const int K = setup.K;
+        const bool digits = setup.digits;
+        const std::vector<std::string>& names = setup.names;
 
         // The work list: the files given, or the CSV's files inside the one folder.
         std::vector<std::string> paths;
@@ -164,33 +149,14 @@ int main(int argc, char** argv) {
 
         int failures = 0, right = 0, scored = 0;
         std::array<std::array<int, 10>, 10> confusion{};  // [true][predicted]
-        Tensor<float> x(1, 1, H, W);
         for (std::size_t i = 0; i < paths.size(); ++i) {
             const std::string& path = paths[i];
             try {
-                io::GreyImage im = io::load_grey(path);
-                if (raw) {
-                    if (im.width != W || im.height != H) {
-                        if (!resize)
-                            throw std::runtime_error(path + ": image is " + std::to_string(im.width) + "x" +
-                                                     std::to_string(im.height) + ", the model needs " +
-                                                     std::to_string(W) + "x" + std::to_string(H) +
-                                                     " (use --resize to scale it, or drop --raw to "
-                                                     "preprocess it like MNIST)");
-                        im = data::resize_area(im, W, H);
-                    }
-                } else {
-                    im = data::preprocess_digit(im, path, popt);
-                }
+                const io::GreyImage im = kitnn_examples::network_input(io::load_grey(path), setup, raw, resize, path);
                 if (!save_dir.empty())
                     io::write_png_grey((fs::path(save_dir) / save_name(path, used_names)).string(), im);
-                std::copy(im.pixels.begin(), im.pixels.end(), x.data());
-
-                const Tensor<float> p = model.predict(x);
-                std::vector<int> order(static_cast<size_t>(K));
-                for (int k = 0; k < K; ++k) order[size_t(k)] = k;
-                std::stable_sort(order.begin(), order.end(),
-                                 [&](int a, int b) { return p.data()[a] > p.data()[b]; });
+                const Tensor<float> p = model.predict(kitnn_examples::as_batch(im));
+                const std::vector<int> order = kitnn_examples::rank_classes(p);
                 const int pred = order[0];
                 const int shown = std::min(top, K);
                 if (json) {

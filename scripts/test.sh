@@ -80,6 +80,9 @@ stage_release() {
 # only, and so do the two real-data tests (one epoch on MNIST / Fashion-MNIST: 40 s
 # under ASan, for loaders the fuzz stage checks under ASan anyway), and so does
 # catch_test_count (it checks how CTest registers the test cases, the same in both builds).
+# The ONNX component (KITNN_ONNX) is off here too: its importer is fuzzed under ASan +
+# UBSan in the fuzz stage (fuzz_onnx), and its runtime checks run VGG-16 forward, far
+# too slow under ASan.
 # Compiled with clang (installed for libFuzzer anyway): with ASan + UBSan it compiles
 # kitnn's tests several times faster than GCC 12 (measured, docs/reliability.md), and it
 # keeps kitnn building with a second compiler (OpenMP is then LLVM's libomp). Without
@@ -98,7 +101,8 @@ stage_sanitize() {
   mkdir -p "$dir"
   build "$dir" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
         -DKITNN_SANITIZE=ON -DKITNN_NATIVE=OFF \
-        -DKITNN_BUILD_EXAMPLES=OFF -DKITNN_BUILD_BENCHMARKS=OFF -DKITNN_INSTALL=OFF ||
+        -DKITNN_BUILD_EXAMPLES=OFF -DKITNN_BUILD_BENCHMARKS=OFF -DKITNN_INSTALL=OFF \
+        -DKITNN_ONNX=OFF ||
     { failed=$((failed + 1)); return 1; }
   # Any report aborts the test that triggered it, with a stack trace in its output.
   local asan="halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"

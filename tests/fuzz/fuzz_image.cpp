@@ -1,5 +1,7 @@
-// libFuzzer target: image loading, kitnn::io::load_grey (kitnn/io/image.hpp), which
-// decodes with stb_image. Here stb_image is compiled into the target (same Debian
+// libFuzzer target: image loading, kitnn::io::decode_grey (kitnn/io/image.hpp): the
+// loader of kitnn_serve's request bodies, and load_grey's code after fopen (the two share
+// detail::load_grey_stream; tests/test_image_memory.cpp checks they agree on every corpus
+// file). It decodes with stb_image. Here stb_image is compiled into the target (same Debian
 // libstb-dev header as the library kitnn links), so the sanitizers and the coverage
 // guidance see inside the decoder too. ImageError is expected; anything else is a finding.
 #include "fuzz_common.hpp"
@@ -29,10 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const long long px = static_cast<long long>(w) * h;
         if (px > (1LL << 22) && px <= kitnn::io::kMaxImagePixels) return 0;
     }
-    static const std::string path = kitnn_fuzz::temp_path("image");
-    kitnn_fuzz::write_file(path, data, size);
     try {
-        const auto img = kitnn::io::load_grey(path);
+        const auto img = kitnn::io::decode_grey(data, size, "input");
         if (img.width <= 0 || img.height <= 0 ||
             img.pixels.size() != std::size_t(img.width) * std::size_t(img.height))
             std::abort();

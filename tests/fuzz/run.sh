@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan + fuzzer), up to KITNN_JOBS
 # (default: the number of cores) at once, then runs them side by side, each for SECONDS
 # (default 60, wall time) from the committed seed corpus. scripts/test.sh runs it (stage 3).
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: idx model image (default: all)
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     targets: idx model image onnx (default: all;
+#                                               onnx only when libonnx-dev is installed)
 #   SECONDS = 0: no fuzzing, just run every seed once (a quick regression check)
 # Limits: -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 (per input).
 # Fails (exit 1) on any crash, sanitizer report, leak, out-of-memory or timeout; the
@@ -19,7 +20,11 @@ seconds=${1:-60}
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "run.sh: SECONDS must be a number, got '$seconds'" >&2; exit 2; }
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(idx model image)
+if [[ ${#targets[@]} -eq 0 ]]; then
+  targets=(idx model image)
+  if [[ -f /usr/include/onnx/onnx_pb.h ]]; then targets+=(onnx)
+  else echo "run.sh: fuzz_onnx skipped: libonnx-dev is not installed (scripts/install_dependencies.sh)"; fi
+fi
 build=${KITNN_FUZZ_BUILD:-$root/build-fuzz}
 
 cxx=${CXX_FUZZ:-}
@@ -46,8 +51,10 @@ for t in "${targets[@]}"; do
   if [[ ! -x "$bin" || -n "$(find "$src" "$here/fuzz_common.hpp" "$root/include" -newer "$bin" -print -quit)" ]]; then
     while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n; done
     echo "== building fuzz_$t with $cxx"
+    extra=()  # the ONNX importer links Debian's libonnx_proto and protobuf
+    [[ $t == onnx ]] && extra=(-DONNX_NAMESPACE=onnx -DONNX_ML=1 -lonnx_proto -lprotobuf)
     # shellcheck disable=SC2086  # $deps is a list of flags
-    ( "$cxx" "${flags[@]}" $deps "$src" -o "$bin.new" -lz > "$build/build_$t.log" 2>&1
+    ( "$cxx" "${flags[@]}" $deps "$src" -o "$bin.new" -lz "${extra[@]}" > "$build/build_$t.log" 2>&1
       echo $? > "$build/build_$t.rc" ) &
     building+=("$t")
   fi

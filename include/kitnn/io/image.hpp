@@ -114,48 +114,39 @@ inline std::string check_png_chunks(std::FILE* f) {
 }
 }  // namespace detail
 
-// Loads an image file as greyscale in [0,1].
-//  * Colour is converted with the ITU-R BT.601 luma weights 0.299 R + 0.587 G + 0.114 B
-//    (what JPEG and most tools use for "convert to grey").
-//  * Transparency is composited over WHITE: a digit drawn in dark ink on a transparent
-//    canvas (the usual export of drawing apps) must stay dark ink on a light page.
-//    Over black, its transparent background would turn black and the digit vanish.
-//  * 16-bit files are reduced to 8 bits by stb before conversion.
-// Note: MNIST digits are white on black; inverting a black-on-white drawing is the
-// caller's decision, not the loader's.
-inline GreyImage load_grey(const std::string& path) {
-    // Open the file ourselves: stb reports a missing file only as "can't fopen".
-    errno = 0;
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-    if (!f) throw ImageError(path + ": cannot open: " + std::strerror(errno));
-    const std::string bad_jpeg = detail::check_jpeg_huffman_tables(f.get());
-    if (!bad_jpeg.empty()) throw ImageError(path + ": cannot read image: " + bad_jpeg);
-    std::rewind(f.get());
-    const std::string bad_png = detail::check_png_chunks(f.get());
-    if (!bad_png.empty()) throw ImageError(path + ": cannot read image: " + bad_png);
-    std::rewind(f.get());
+namespace detail {
+// load_grey and decode_grey after opening: the checks of the stream `f` (a file, or
+// bytes in memory through fmemopen), the size limit, decoding and the conversion to
+// grey. `name` (the path, or e.g. "request body") starts every error message.
+inline GreyImage load_grey_stream(std::FILE* f, const std::string& name) {
+    const std::string bad_jpeg = check_jpeg_huffman_tables(f);
+    if (!bad_jpeg.empty()) throw ImageError(name + ": cannot read image: " + bad_jpeg);
+    std::rewind(f);
+    const std::string bad_png = check_png_chunks(f);
+    if (!bad_png.empty()) throw ImageError(name + ": cannot read image: " + bad_png);
+    std::rewind(f);
     // stb allocates (and clears) the size a header promises before it reads any pixel:
     // a 35-byte GIF claiming 17937x21071 costs 3.4 GB. Refuse absurd sizes up front.
     int w = 0, h = 0, channels = 0;
-    if (stbi_info_from_file(f.get(), &w, &h, &channels) &&
+    if (stbi_info_from_file(f, &w, &h, &channels) &&
         static_cast<long long>(w) * static_cast<long long>(h) > kMaxImagePixels)
-        throw ImageError(path + ": cannot read image: its header says " + std::to_string(w) + "x" +
+        throw ImageError(name + ": cannot read image: its header says " + std::to_string(w) + "x" +
                          std::to_string(h) + " pixels, more than the " + std::to_string(kMaxImagePixels) +
                          " this loader accepts (corrupt file?)");
 
     // desired_channels = 0: keep the file's channels, so alpha can be composited here.
-    std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load_from_file(f.get(), &w, &h, &channels, 0),
+    std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load_from_file(f, &w, &h, &channels, 0),
                                                    &stbi_image_free);
     if (!data) {
         const char* why = stbi_failure_reason();
-        throw ImageError(path + ": cannot read image: " + (why ? why : "unknown error") +
+        throw ImageError(name + ": cannot read image: " + (why ? why : "unknown error") +
                          " (supported: PNG, JPEG, BMP, GIF, TGA, PSD, PNM, HDR)");
     }
 
     // stb accepts a PNM header with a zero width or height (e.g. "P5\n\0...") and
     // returns a 0x0 "image": refuse it here, callers rely on width, height >= 1.
     if (w <= 0 || h <= 0)
-        throw ImageError(path + ": cannot read image: it has no pixels (" + std::to_string(w) + "x" +
+        throw ImageError(name + ": cannot read image: it has no pixels (" + std::to_string(w) + "x" +
                          std::to_string(h) + ")");
 
     GreyImage img;
@@ -180,6 +171,39 @@ inline GreyImage load_grey(const std::string& path) {
         img.pixels[i] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
     }
     return img;
+}
+}  // namespace detail
+
+// Loads an image file as greyscale in [0,1].
+//  * Colour is converted with the ITU-R BT.601 luma weights 0.299 R + 0.587 G + 0.114 B
+//    (what JPEG and most tools use for "convert to grey").
+//  * Transparency is composited over WHITE: a digit drawn in dark ink on a transparent
+//    canvas (the usual export of drawing apps) must stay dark ink on a light page.
+//    Over black, its transparent background would turn black and the digit vanish.
+//  * 16-bit files are reduced to 8 bits by stb before conversion.
+// Note: MNIST digits are white on black; inverting a black-on-white drawing is the
+// caller's decision, not the loader's.
+inline GreyImage load_grey(const std::string& path) {
+    // Open the file ourselves: stb reports a missing file only as "can't fopen".
+    errno = 0;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!f) throw ImageError(path + ": cannot open: " + std::strerror(errno));
+    return detail::load_grey_stream(f.get(), path);
+}
+
+// The same for an image held in memory (an HTTP request body, a file read by the
+// caller): the same checks, the same size limit and the same grey conversion as
+// load_grey, so the bytes of a file give exactly the pixels load_grey gives for it.
+// `name` starts every error message. Empty input is refused.
+inline GreyImage decode_grey(const void* bytes, std::size_t size, const std::string& name) {
+    if (size == 0) throw ImageError(name + ": cannot read image: no bytes");
+    // fmemopen (POSIX 2008): the checks and stb's *_from_file read through a FILE*, so
+    // memory goes the very same way as a file. "r": the buffer is only read.
+    errno = 0;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(fmemopen(const_cast<void*>(bytes), size, "r"),
+                                                      &std::fclose);
+    if (!f) throw ImageError(name + ": cannot read image from memory: " + std::strerror(errno));
+    return detail::load_grey_stream(f.get(), name);
 }
 
 // Writes a w x h 8-bit greyscale PNG (row-major px), atomically like write_png.
