@@ -85,8 +85,11 @@ TEST_CASE("fuzz regression: JPEG Huffman tables with more than 256 codes are ref
     // table's 16 counts: stb reads the missing bytes as zeros, so must the check.
     // The third starts with a 0xFF fill byte before the start-of-image marker (FF FF D8),
     // which stb accepts: the check must not take it for a non-JPEG.
+    // The fourth (a mutated progressive JPEG) has a DHT whose tables run past the
+    // segment's declared length: stb reads on into the next bytes, so must the check.
     for (const char* name : {"regress_jpeg_dht_overflow.jpg", "regress_jpeg_dht_overflow_at_eof.jpg",
-                             "regress_jpeg_dht_overflow_fill_before_soi.jpg"}) {
+                             "regress_jpeg_dht_overflow_fill_before_soi.jpg",
+                             "regress_jpeg_dht_past_segment.jpg"}) {
         INFO(name);
         const fs::path p = kCorpus / name;
         REQUIRE(fs::exists(p));

@@ -77,27 +77,39 @@ inline std::string check_jpeg_tables(std::FILE* f) {
         if (hi == EOF || lo == EOF) return "";
         const long left = ((long(hi) << 8) | lo) - 2;  // segment length without its 2 length bytes
         const bool sof = c == 0xC0 || c == 0xC1 || c == 0xC2;  // the frames stb decodes
-        if (c != 0xC4 && c != 0xDB && c != 0xDA && !sof) {
-            if (left > 0 && std::fseek(f, left, SEEK_CUR) != 0) return "";
-            continue;
-        }
-        seg.clear();
-        for (long i = 0; i < left; ++i) seg.push_back(get());  // stb reads past the end as EOF
-        auto at = [&](long i) { return i < long(seg.size()) && seg[size_t(i)] != EOF ? seg[size_t(i)] : 0; };
         if (c == 0xC4) {  // DHT: tables of (class/slot, 16 counts, sum(counts) values)
-            long i = 0;
-            while (i < left) {
-                const int tc = at(i) >> 4, th = at(i) & 15;
+            // Read from the stream as stb does: a table whose counts run past the
+            // segment's length takes the following bytes (stb fails only afterwards).
+            long rest = left;
+            while (rest > 0) {
+                const int q = get();
+                if (q == EOF) return "";
                 long codes = 0;
-                for (int k = 1; k <= 16; ++k) codes += at(i + k);  // stb reads past the end as zeros: so do we
+                for (int i = 0; i < 16; ++i) {  // stb reads past the end as zeros: so do we
+                    const int k = get();
+                    if (k != EOF) codes += k;
+                }
                 if (codes > 256)
                     return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) +
                            " codes (at most 256)";
-                if (tc > 1 || th > 3) return "";  // stb: "bad DHT header"
-                huffman[tc][th] = true;
-                i += 17 + codes;
+                if ((q >> 4) > 1 || (q & 15) > 3) return "";  // stb: "bad DHT header"
+                huffman[q >> 4][q & 15] = true;
+                if (std::fseek(f, codes, SEEK_CUR) != 0) return "";
+                rest -= 17 + codes;
             }
-        } else if (c == 0xDB) {  // DQT: tables of (precision/slot, 64 or 128 bytes)
+            if (rest != 0) return "";  // stb: a DHT longer than its segment fails
+            continue;
+        }
+        if (c != 0xDB && c != 0xDA && !sof) {
+            if (left > 0 && std::fseek(f, left, SEEK_CUR) != 0) return "";
+            continue;
+        }
+        // DQT, SOF, SOS: stb checks that their contents fill the declared length, so
+        // the segment's bytes are all it reads.
+        seg.clear();
+        for (long i = 0; i < left; ++i) seg.push_back(get());
+        auto at = [&](long i) { return i < long(seg.size()) && seg[size_t(i)] != EOF ? seg[size_t(i)] : 0; };
+        if (c == 0xDB) {  // DQT: tables of (precision/slot, 64 or 128 bytes)
             long i = 0;
             while (i < left) {
                 const int pq = at(i) >> 4, tq = at(i) & 15;
@@ -184,7 +196,7 @@ inline GreyImage load_grey(const std::string& path) {
     errno = 0;
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!f) throw ImageError(path + ": cannot open: " + std::strerror(errno));
-    const std::string bad_jpeg = detail::check_jpeg_tables(f.get());
+    const std::string bad_jpeg = detail::check_jpeg_huffman_tables(f.get());
     if (!bad_jpeg.empty()) throw ImageError(path + ": cannot read image: " + bad_jpeg);
     std::rewind(f.get());
     const std::string bad_png = detail::check_png_chunks(f.get());
