@@ -33,6 +33,7 @@
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 #include <cmath>
 
@@ -53,7 +54,15 @@ public:
         moving_var_.name = "moving_variance";
     }
 
-    std::string type() const override { return "BatchNorm"; }
+    static constexpr const char* kType = "BatchNorm";
+    std::string type() const override { return kType; }
+    static std::unique_ptr<BatchNorm> from_config(const Config& c) {
+        return std::make_unique<BatchNorm>(c.real("momentum"), c.real("epsilon"));
+    }
+    // gamma, beta, moving mean and variance: one value per channel (feature)
+    LayerFootprint footprint(const Shape& in) const override {
+        return {4 * in.c(), 0};
+    }
     Config config() const override {
         Config c;
         c.set("momentum", momentum_).set("epsilon", epsilon_);
@@ -193,5 +202,6 @@ private:
     Tensor<T> xhat_;                     // (N, C, H, W) normalised x of the last training forward
     bool was_training_ = false;
 };
+KITNN_REGISTER_LAYER(BatchNorm);
 
 }  // namespace kitnn
