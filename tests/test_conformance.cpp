@@ -61,6 +61,8 @@ const std::vector<Case>& cases() {
         layer_case<LeakyReLU>(Shape::image(2, 3, 5), 0.1),
         layer_case<Tanh>(Shape::flat(9)),
         layer_case<Sigmoid>(Shape::image(2, 3, 5)),
+        layer_case<GELU>(Shape::image(2, 3, 5)),
+        layer_case<SiLU>(Shape::image(2, 3, 5)),
         {Shape::image(2, 5, 5), branches_example},
     };
     return kCases;

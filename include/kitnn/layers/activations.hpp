@@ -1,5 +1,5 @@
 // kitnn/layers/activations.hpp — the elementwise activations, each y = f(x) value by
-// value on any shape: ReLU, LeakyReLU, Tanh, Sigmoid. (Conv2D and Dense
+// value on any shape: ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU. (Conv2D and Dense
 // can also fuse ReLU.)
 //
 // Each is an Elementwise layer: forward and backward are written once below, and an
@@ -144,5 +144,50 @@ protected:
     }
 };
 KITNN_REGISTER_LAYER(Sigmoid);
+
+// GELU, exact (Keras's default approximate=False, PyTorch's default):
+//   y = x * Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
+//   dy/dx = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+// Backward needs x (y alone does not give Phi). For large |x| erf saturates and
+// exp(-x^2/2) underflows to 0: y -> x or 0, never NaN.
+template <class T>
+class GELU : public Elementwise<T> {
+public:
+    using typename Elementwise<T>::In, typename Elementwise<T>::Out;
+    static constexpr const char* kType = "GELU";
+    std::string type() const override { return kType; }
+    Config config() const override { return {}; }
+
+protected:
+    static T cdf(T v) { return T(0.5) * (T(1) + std::erf(v * T(0.70710678118654752440))); }
+    void apply(const In& x, Out& y) const override { y = x.unaryExpr([](T v) { return v * cdf(v); }); }
+    void gradient(const In& x, const In&, const In& dy, Out& dx) const override {
+        dx = dy * x.unaryExpr([](T v) {
+            return cdf(v) + v * T(0.39894228040143267794) * std::exp(T(-0.5) * v * v);
+        });
+    }
+};
+KITNN_REGISTER_LAYER(GELU);
+
+// SiLU (swish): y = x * sigmoid(x), dy/dx = s + x * s * (1 - s) = s + y * (1 - s),
+// s = sigmoid(x) recomputed in backward (stable for any x, see Sigmoid).
+template <class T>
+class SiLU : public Elementwise<T> {
+public:
+    using typename Elementwise<T>::In, typename Elementwise<T>::Out;
+    static constexpr const char* kType = "SiLU";
+    std::string type() const override { return kType; }
+    Config config() const override { return {}; }
+
+protected:
+    void apply(const In& x, Out& y) const override {
+        y = x.unaryExpr([](T v) { return v * Sigmoid<T>::sigmoid(v); });
+    }
+    void gradient(const In& x, const In& y, const In& dy, Out& dx) const override {
+        const auto s = x.unaryExpr([](T v) { return Sigmoid<T>::sigmoid(v); });
+        dx = dy * (s + y * (T(1) - s));
+    }
+};
+KITNN_REGISTER_LAYER(SiLU);
 
 }  // namespace kitnn
