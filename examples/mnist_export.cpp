@@ -67,7 +67,9 @@ int run(const std::string& dataset, const std::string& data_flag, const std::str
                     static_cast<std::uint8_t>(std::lround(test.images(i, 0, y, x) * 255.0f));
 
         const std::string name = "example_input_" + std::to_string(i) + ".png";
-        io::write_png_grey((fs::path(out_dir) / name).string(), cols, rows, px);
+        // Each file atomic (temporary + rename) but not flushed one by one: sync_files
+        // below flushes them all at once (10,000 fsyncs of files and folder took ~70 s).
+        io::write_png_grey((fs::path(out_dir) / name).string(), cols, rows, px, /*durable=*/false);
         csv += name + "," + std::to_string(int(test.labels[static_cast<std::size_t>(i)])) + "\n";
 
         const int ox = margin + (i % grid_cols) * (cols + margin);
@@ -77,7 +79,8 @@ int run(const std::string& dataset, const std::string& data_flag, const std::str
                 sheet[static_cast<std::size_t>(oy + y) * sheet_w + (ox + x)] =
                     static_cast<std::uint8_t>(255 - px[static_cast<std::size_t>(y) * cols + x]);
     }
-    io::write_png_grey((fs::path(out_dir) / "example_inputs_sheet.png").string(), sheet_w, sheet_h, sheet);
+    io::write_png_grey((fs::path(out_dir) / "example_inputs_sheet.png").string(), sheet_w, sheet_h, sheet, false);
+    kitnn::sync_files(out_dir);  // the digits and the sheet are on disk before the labels name them
     kitnn::write_file_atomic((fs::path(out_dir) / "example_labels.csv").string(), csv);
 
     std::cout << "mnist_export: wrote example_input_0.png .. example_input_" << count - 1

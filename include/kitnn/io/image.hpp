@@ -251,17 +251,20 @@ inline GreyImage load_grey(const std::string& path) {
 }
 
 // Writes a w x h 8-bit greyscale PNG (row-major px), atomically like write_png.
+// durable = false: see write_file_atomic (then io's caller calls sync_files at the end).
 inline void write_png(const std::string& path, int w, int h, int channels,
-                      const std::vector<std::uint8_t>& px);
-inline void write_png_grey(const std::string& path, int w, int h, const std::vector<std::uint8_t>& px) {
-    write_png(path, w, h, 1, px);
+                      const std::vector<std::uint8_t>& px, bool durable = true);
+inline void write_png_grey(const std::string& path, int w, int h, const std::vector<std::uint8_t>& px,
+                           bool durable = true) {
+    write_png(path, w, h, 1, px, durable);
 }
 
 // Writes a w x h PNG with 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) 8-bit channels,
 // interleaved row-major. Atomic (io/atomic_file.hpp): encoded in memory, written to a temporary,
 // fsynced and renamed over `path`, so a reader never sees half a file and a failed write leaves
 // any previous file untouched. Throws ImageError on failure.
-inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px) {
+inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px,
+                      bool durable) {
     if (w <= 0 || h <= 0 || channels < 1 || channels > 4 ||
         px.size() != static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * static_cast<std::size_t>(channels))
         throw ImageError(path + ": write_png: " + std::to_string(px.size()) +
@@ -276,7 +279,7 @@ inline void write_png(const std::string& path, int w, int h, int channels, const
     if (!stbi_write_png_to_func(append, &png, w, h, channels, px.data(), w * channels))
         throw ImageError(path + ": cannot encode PNG");
     try {
-        write_file_atomic(path, png);
+        write_file_atomic(path, png, durable);
     } catch (const FileError& e) {
         throw ImageError(e.what());
     }
