@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# mnist_train --resume, end to end: a run killed (SIGKILL) at a random moment and
-# resumed from its OUT/last.kitnn ends with a best model byte-identical to that of
+# mnist_train --resume, end to end: a run killed (SIGKILL) in the middle of training
+# and resumed from its OUT/last.kitnn ends with a best model byte-identical to that of
 # an uninterrupted run with the same settings and threads (the library-level test
 # is tests/test_training.cpp; this one covers the program's flag handling).
 #   resume_program.sh BIN_DIR WORK_DIR [SEED]      (needs KITNN_MNIST_DIR)
-# Wherever the kill lands (during epoch 1, 2 or 3, or after the end), resuming must
-# give the same weights, so the test does not depend on timing.
+# The kill is keyed to the log, not to a clock: fit() writes last.kitnn at the end of
+# every epoch, before it prints the next "Epoch k/3" line, so the kill comes a seeded
+# random 0-400 ms after "Epoch 2/3" appears: after epoch 1's checkpoint, before the
+# last epoch ends. The test fails unless the second run really resumed, after epoch 1
+# or 2 (a run that had finished, or a kill before any checkpoint, is a failure).
 set -euo pipefail
 bin=$1 work=$2 seed=${3:-1}
 rm -rf "$work" && mkdir -p "$work"
@@ -14,21 +17,36 @@ args=(--model best --limit 1500 --epochs 3 --threads 1 --data "$KITNN_MNIST_DIR"
 "$bin/mnist_train" "${args[@]}" --out "$work/full" > "$work/full.log"
 
 RANDOM=$seed
-delay_ms=$((2500 + RANDOM % 5000))  # loading MNIST takes ~2 s
-"$bin/mnist_train" "${args[@]}" --out "$work/part" > "$work/part1.log" &
+delay_ms=$((RANDOM % 400))
+"$bin/mnist_train" "${args[@]}" --out "$work/part" > "$work/part1.log" 2>&1 &
 pid=$!
-sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+# Wait (at most 120 s) for the second epoch to start; the run must still be going.
+for ((i = 0; i < 6000; i++)); do
+  grep -q '^Epoch 2/3' "$work/part1.log" && break
+  kill -0 "$pid" 2> /dev/null || break
+  sleep 0.02
+done
+if ! grep -q '^Epoch 2/3' "$work/part1.log"; then
+  kill -9 "$pid" 2> /dev/null || true
+  echo "FAIL: the run never reached epoch 2"; cat "$work/part1.log"; exit 1
+fi
+sleep "$(printf '0.%03d' "$delay_ms")"
 kill -9 "$pid" 2> /dev/null || true
 wait "$pid" 2> /dev/null || true
-echo "killed after ${delay_ms} ms: $(grep -c '^Epoch' "$work/part1.log") epoch(s) started"
-if [[ ! -f "$work/part/last.kitnn" ]]; then
-  echo "killed before the first checkpoint: starting again (nothing to resume)"
-  "$bin/mnist_train" "${args[@]}" --out "$work/part" > "$work/part2.log"
-else
-  "$bin/mnist_train" --resume "$work/part/last.kitnn" --threads 1 --data "$KITNN_MNIST_DIR" \
-    --out "$work/part" --progress plain > "$work/part2.log"
-  grep -E "Resuming|nothing to do" "$work/part2.log"
+echo "killed ${delay_ms} ms after 'Epoch 2/3': $(grep -c '^Epoch' "$work/part1.log") epoch(s) started"
+if grep -q 'best model: epoch' "$work/part1.log"; then
+  echo "FAIL: the run had finished before the kill (the test needs a longer run)"; exit 1
 fi
+[[ -f "$work/part/last.kitnn" ]] || { echo "FAIL: no last.kitnn after epoch 1"; exit 1; }
+"$bin/mnist_train" --resume "$work/part/last.kitnn" --threads 1 --data "$KITNN_MNIST_DIR" \
+  --out "$work/part" --progress plain > "$work/part2.log"
+if ! grep -Eq '^Resuming from .* after epoch [12]$' "$work/part2.log"; then
+  echo "FAIL: the second run did not resume after epoch 1 or 2:"; head -20 "$work/part2.log"; exit 1
+fi
+grep '^Resuming' "$work/part2.log"
+# It trained the remaining epochs only: "Epoch 3/3" and nothing before the resume point.
+grep -q '^Epoch 3/3' "$work/part2.log" || { echo "FAIL: the resumed run did not train epoch 3"; exit 1; }
+if grep -q '^Epoch 1/3' "$work/part2.log"; then echo "FAIL: the resumed run trained epoch 1 again"; exit 1; fi
 
 # Flags that would change the run are refused.
 if "$bin/mnist_train" --resume "$work/part/last.kitnn" --lr 0.1 --data "$KITNN_MNIST_DIR" \

@@ -459,7 +459,7 @@ TEST_CASE("model file v2: nested containers round trip with identical prediction
     }
 }
 
-TEST_CASE("model file v2: extras round trip; version-1 files still load", "[branches][modelfile]") {
+TEST_CASE("model file v2: extras round trip, and version-1 files still load", "[branches][modelfile]") {
     auto m = nested_model(6);
     NamedTensors<float> extras;
     Tensor<float> a(3, 1, 1, 1), b(2, 3, 4, 5), empty(0, 1, 1, 1);

@@ -211,7 +211,7 @@ TEST_CASE("DataParallel: a non-finite gradient stops before any update", "[data_
     CHECK_THROWS_WITH(dp.step(adam, x, std::vector<std::uint8_t>(5)), Catch::Contains("5 labels for 6 samples"));
 }
 
-TEST_CASE("DataParallel: refused for BatchNorm; the automatic choice", "[data_parallel]") {
+TEST_CASE("DataParallel: refused for BatchNorm, and the automatic choice", "[data_parallel]") {
     Sequential<float> bn(Shape::image(1, 8, 8));
     bn.add<Conv2D>(2, K{3, 3});
     bn.add<BatchNorm>();

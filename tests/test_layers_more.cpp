@@ -399,7 +399,7 @@ TEST_CASE("GlobalAvgPool2D averages each plane into a flat feature", "[globalavg
 
 // ---------------------------------------------------------------- activations
 
-TEST_CASE("Sigmoid is finite at +-1000; Tanh saturates; LeakyReLU's slope", "[activation]") {
+TEST_CASE("Sigmoid is finite at +-1000, Tanh saturates, LeakyReLU's slope", "[activation]") {
     Rng rng(540);
     T64 x(1, 4, 1, 1), y, dy(1, 4, 1, 1), dx;
     x.setValues({{{{1000.0}}, {{-1000.0}}, {{0.0}}, {{-30.0}}}});

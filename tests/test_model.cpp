@@ -104,6 +104,47 @@ TEST_CASE("summary of the exercise network (keck) matches Keras's", "[model][sum
     CHECK(m.output_shape() == Shape::flat(10));
 }
 
+TEST_CASE("summary of the zoo's best model: 175,450 trainable parameters", "[model][summary]") {
+    // Worked out by hand from the architecture in zoo.hpp: a conv has F*(C*k*k + 1)
+    // parameters; a BatchNorm row shows gamma and beta (trainable) plus the moving mean
+    // and variance (non-trainable), 4 per channel, as Keras does.
+    auto m = zoo::mnist_model<float>("best");
+    const std::string s = m.summary();
+    INFO(s);
+    const std::vector<Row> expected = {
+        {"conv2d (Conv2D)", "(None, 24, 24, 32)", "832"},            // 32*(25+1)
+        {"batch_norm (BatchNorm)", "(None, 24, 24, 32)", "128"},
+        {"re_lu (ReLU)", "(None, 24, 24, 32)", "0"},
+        {"max_pool2d (MaxPool2D)", "(None, 12, 12, 32)", "0"},
+        {"conv2d_1 (Conv2D)", "(None, 10, 10, 48)", "13,872"},       // 48*(32*9+1)
+        {"batch_norm_1 (BatchNorm)", "(None, 10, 10, 48)", "192"},
+        {"re_lu_1 (ReLU)", "(None, 10, 10, 48)", "0"},
+        {"conv2d_2 (Conv2D)", "(None, 8, 8, 64)", "27,712"},         // 64*(48*9+1)
+        {"batch_norm_2 (BatchNorm)", "(None, 8, 8, 64)", "256"},
+        {"re_lu_2 (ReLU)", "(None, 8, 8, 64)", "0"},
+        {"max_pool2d_1 (MaxPool2D)", "(None, 4, 4, 64)", "0"},
+        {"flatten (Flatten)", "(None, 1024)", "0"},
+        {"dense (Dense)", "(None, 128)", "131,200"},                 // 128*(1024+1)
+        {"batch_norm_3 (BatchNorm)", "(None, 128)", "512"},
+        {"re_lu_3 (ReLU)", "(None, 128)", "0"},
+        {"dropout (Dropout)", "(None, 128)", "0"},
+        {"dense_1 (Dense)", "(None, 10)", "1,290"},                  // 10*(128+1)
+    };
+    const auto rows = summary_rows(s);
+    REQUIRE(rows.size() == expected.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+        INFO("row " << i);
+        CHECK(rows[i].layer == expected[i].layer);
+        CHECK(rows[i].shape == expected[i].shape);
+        CHECK(rows[i].params == expected[i].params);
+    }
+    CHECK_THAT(s, Catch::Contains("\nTotal params: 175,994\n"));
+    CHECK_THAT(s, Catch::Contains("\nTrainable params: 175,450\n"));
+    CHECK_THAT(s, Catch::Contains("\nNon-trainable params: 544\n"));  // 2*(32+48+64+128)
+    CHECK(m.param_count() == 175450);
+    CHECK(m.output_shape() == Shape::flat(10));
+}
+
 TEST_CASE("zoo parameter counts and the thousands separator", "[model][summary]") {
     auto lenet = zoo::mnist_model<float>("lenet5");
     CHECK(lenet.param_count() == 61706);

@@ -291,3 +291,86 @@ TEST_CASE("1 and 2 threads agree: keck model forward and gradients", "[threads][
         CHECK(bitwise_equal(two.grads[k], two_again.grads[k]));
     }
 }
+
+namespace {
+// Every layer kind the MNIST zoo models above lack, in one small model: BatchNorm
+// (in a conv and a dense position), AvgPool2D, GlobalAvgPool2D, LeakyReLU, Tanh,
+// Sigmoid, a concat and an add Branches block (one with an identity branch), and a
+// Softmax-free head. (1, 12, 12) -> (10).
+template <class T>
+Sequential<T> mixed_model(std::uint64_t seed) {
+    using K = std::array<int, 2>;
+    Sequential<T> m(Shape::image(1, 12, 12), seed);
+    m.template add<Conv2D>(6, K{3, 3}, Activation::linear, Padding::same);  // (6, 12, 12)
+    m.template add<BatchNorm>(0.9);
+    m.template add<LeakyReLU>(0.1);
+    m.template add<AvgPool2D>(K{2, 2});                                      // (6, 6, 6)
+    auto cat = std::make_unique<Branches<T>>(Merge::concat);                 // (4 + 3 + 6, 6, 6)
+    auto& b0 = cat->branch();
+    b0.template add<Conv2D>(4, K{1, 1});
+    b0.template add<Tanh>();
+    auto& b1 = cat->branch();
+    b1.template add<Conv2D>(3, K{3, 3}, Activation::linear, Padding::same);
+    b1.template add<Sigmoid>();
+    cat->branch();  // identity
+    m.add(std::move(cat));
+    auto res = std::make_unique<Branches<T>>(Merge::add);                    // (13, 6, 6)
+    res->branch().template add<Conv2D>(13, K{3, 3}, Activation::relu, Padding::same);
+    res->branch();  // shortcut
+    m.add(std::move(res));
+    m.template add<GlobalAvgPool2D>();                                       // (13)
+    m.template add<Dense>(16);
+    m.template add<BatchNorm>(0.9);
+    m.template add<Tanh>();
+    m.template add<Dense>(10);
+    return m;
+}
+}  // namespace
+
+TEST_CASE("float and double agree on BatchNorm, pools, activations and Branches", "[precision][model]") {
+    auto md = mixed_model<double>(5);
+    auto mf = mixed_model<float>(6);  // other seed: the copy must matter
+    Rng rng(19);
+    for (auto* p : md.params())
+        if (p->name == "bias" || p->name == "beta")
+            for (Eigen::Index i = 0; i < p->value.size(); ++i) p->value.data()[i] = 0.05 * rng.normal();
+    copy_weights(md, mf);
+    REQUIRE(md.param_count() == mf.param_count());
+
+    const Eigen::Index N = 12;
+    Tensor<double> xd(N, 1, 12, 12);
+    for (Eigen::Index i = 0; i < xd.size(); ++i) xd.data()[i] = rng.uniform();
+    const Tensor<float> xf = cast<float>(xd);
+    const auto labels = random_labels(N, 10, rng);
+
+    // Training mode: batch statistics; loss and every parameter's gradient.
+    const auto rd = run_model(md, xd, labels, true);
+    const auto rf = run_model(mf, xf, labels, true);
+    CHECK(max_abs(rd.logits) > 0.1);
+    CHECK(rel_diff(rf.logits, rd.logits) < 1e-4);
+    CHECK(std::abs(rf.loss - rd.loss) < 1e-4 * std::abs(rd.loss));
+    REQUIRE(rd.grads.size() == rf.grads.size());
+    double gscale = 0;
+    for (auto& g : rd.grads) gscale = std::max(gscale, max_abs(g));
+    int zero_biases = 0;
+    for (size_t k = 0; k < rd.grads.size(); ++k) {
+        INFO("parameter tensor " << k << " (" << md.params()[k]->name << ")");
+        if (max_abs(rd.grads[k]) < 1e-12 * gscale) {
+            // The bias of a layer followed by BatchNorm: BN subtracts the batch mean,
+            // so the loss does not depend on it and its gradient is 0 (rounding noise
+            // only, in float too). Both such biases here (the first Conv2D's and the
+            // first Dense's) must be it.
+            CHECK(md.params()[k]->name == "bias");
+            CHECK(max_abs(rf.grads[k]) < 1e-5 * gscale);  // float rounding: ~10 eps
+            ++zero_biases;
+            continue;
+        }
+        CHECK(rel_diff(rf.grads[k], rd.grads[k]) < 1e-4);
+    }
+    CHECK(zero_biases == 2);
+    // Eval mode: the moving statistics the training pass above updated, in both.
+    const Tensor<double> ld = md.forward(xd, false);
+    const Tensor<float> lf = mf.forward(xf, false);
+    CHECK(max_abs(ld) > 0.1);
+    CHECK(rel_diff(lf, ld) < 1e-4);
+}

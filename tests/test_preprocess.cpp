@@ -482,7 +482,7 @@ TEST_CASE("own_digits: the committed set is what the generator makes from MNIST"
 }
 
 // Not a test: regenerates tests/data/own_digits (see the top of this file).
-TEST_CASE("make_own_digits", "[.][make_own_digits]") {
+TEST_CASE("make_own_digits", "[.][make_own_digits][tool]") {
     const char* dir = std::getenv("KITNN_MNIST_DIR");
     const char* out = std::getenv("KITNN_OWN_DIGITS_OUT");
     REQUIRE(dir != nullptr);
@@ -541,7 +541,7 @@ struct Sheet {  // an RGB canvas
 
 }  // namespace
 
-TEST_CASE("make_docs_images", "[.][make_docs_images]") {
+TEST_CASE("make_docs_images", "[.][make_docs_images][tool]") {
     const char* out = std::getenv("KITNN_DOCS_IMAGES_OUT");
     REQUIRE(out != nullptr);
     const auto rows = kitnn::data::read_labels_csv(kOwnDigitsDir + "/labels.csv");

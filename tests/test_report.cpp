@@ -75,7 +75,7 @@ TEST_CASE("Canvas: a PNG of the expected size that decodes back to the same pixe
     CHECK_THROWS_AS(c.save_png(tmp / "no_such_dir/c.png"), io::ImageError);
 }
 
-TEST_CASE("Text: the font draws inside the measured box; vertical text is the turned box", "[report]") {
+TEST_CASE("Text: the font draws inside the measured box, and vertical text is the turned box", "[report]") {
     for (int scale : {1, 2}) {
         Canvas c(200, 100);
         const std::string s = "Ag 0.9%";

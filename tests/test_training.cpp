@@ -10,6 +10,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
 #include <sstream>
 
 using namespace kitnn;
@@ -77,7 +80,7 @@ TEST_CASE("schedules: values, parsing errors and the plateau rule", "[schedule]"
     auto cos = LrSchedule::parse("cosine:0.1");
     CHECK(cos.lr(1.0, 0, 0, 4) == Approx(1.0));
     CHECK(cos.lr(1.0, 2, 0, 4) == Approx(0.55));  // halfway: (1 + 0.1) / 2
-    CHECK(cos.lr(1.0, 3, 0.999999, 4) == Approx(0.1).margin(1e-9));
+    CHECK(cos.lr(1.0, 3, 0.999999, 4) == Approx(0.1).epsilon(0).margin(1e-9));
     CHECK(cos.lr(1.0, 1, 0.5, 4) < cos.lr(1.0, 1, 0.25, 4));  // decays within an epoch too
 
     auto w = LrSchedule::parse("warmup=2,cosine");
@@ -127,11 +130,17 @@ TEST_CASE("augmentation: identity when off, deterministic, thread-independent, k
     CHECK(o.scale == 0.1);
     Tensor<float> a = orig, b = orig;
     Rng ra(7), rb(7);
+    // Same seed, 1 thread against 2: same images. (Restores the count afterwards.)
+    const int threads_before = max_threads();
     set_threads(1);
     augment_batch(a, o, ra, buf);
-    set_threads(max_threads());
+    set_threads(2);
+#ifdef _OPENMP
+    REQUIRE(threads_for(6, 6 * 28 * 28 * 12) == 2);  // the resampling really runs on 2
+#endif
     augment_batch(b, o, rb, buf);
-    CHECK(as_vector(a) == as_vector(b));  // same seed, any thread count: same images
+    set_threads(threads_before);
+    CHECK(as_vector(a) == as_vector(b));
 
     const double mass0 = as_vector(orig).sum() / 6;
     for (int n = 0; n < 6; ++n) {
@@ -157,7 +166,48 @@ TEST_CASE("augmentation: identity when off, deterministic, thread-independent, k
     for (int k = 0; k < 28 * 28; ++k) differ |= a.data()[k] != a.data()[28 * 28 + k];
     CHECK(differ);
 
-    // A pure 1-pixel shift moves the block by exactly one pixel or not at all.
+    // A pure shift (shift=1, no rotation, no scaling) moves a one-pixel impulse by at
+    // most one pixel per axis: its mass stays 1 and lands in a 2x2 block inside the
+    // 3x3 neighbourhood, split as a product of an x and a y weight (bilinear: the
+    // block has rank one), and differently per image. A rotation or scaling leaking
+    // into the map breaks the product form or the mass.
+    {
+        Tensor<double> imp(8, 1, 28, 28);
+        imp.setZero();
+        for (int n = 0; n < 8; ++n) imp(n, 0, 13, 14) = 1.0;
+        AugmentBuffers<double> bd;
+        Rng rs(11);
+        augment_batch(imp, AugmentOptions::parse("shift=1"), rs, bd);
+        std::set<std::pair<long, long>> centres;
+        for (int n = 0; n < 8; ++n) {
+            INFO("impulse image " << n);
+            double mass = 0, mi = 0, mj = 0;
+            int lo_i = 99, hi_i = -1, lo_j = 99, hi_j = -1;
+            for (int i = 0; i < 28; ++i)
+                for (int j = 0; j < 28; ++j) {
+                    const double v = imp(n, 0, i, j);
+                    if (v == 0) continue;
+                    mass += v, mi += v * i, mj += v * j;
+                    lo_i = std::min(lo_i, i), hi_i = std::max(hi_i, i);
+                    lo_j = std::min(lo_j, j), hi_j = std::max(hi_j, j);
+                }
+            CHECK(mass == Approx(1.0).epsilon(0).margin(1e-12));
+            CHECK(lo_i >= 12);
+            CHECK(hi_i <= 14);
+            CHECK(lo_j >= 13);
+            CHECK(hi_j <= 15);
+            CHECK(hi_i - lo_i <= 1);
+            CHECK(hi_j - lo_j <= 1);
+            const double v00 = imp(n, 0, lo_i, lo_j), v01 = imp(n, 0, lo_i, lo_j + 1),
+                         v10 = imp(n, 0, lo_i + 1, lo_j), v11 = imp(n, 0, lo_i + 1, lo_j + 1);
+            CHECK(v00 * v11 == Approx(v01 * v10).epsilon(0).margin(1e-12));
+            CHECK(std::abs(mi / mass - 13) <= 1 + 1e-12);
+            CHECK(std::abs(mj / mass - 14) <= 1 + 1e-12);
+            centres.insert({std::lround(mi / mass * 1e6), std::lround(mj / mass * 1e6)});
+        }
+        CHECK(centres.size() == 8);  // every image its own shift
+    }
+
     for (const char* bad : {"shift", "shift=x", "rot=3", "scale=1", "rotate=-1", "shift=2;rotate=1"})
         CHECK_THROWS_WITH(AugmentOptions::parse(bad), Catch::Contains("augmentation"));
     CHECK(!AugmentOptions::parse("none").enabled());
@@ -187,6 +237,29 @@ TEST_CASE("AdamW decays the weights decoupled from the gradient", "[optim][adamw
     l2.step({&q});
     CHECK(q.value.data()[0] == Approx(1.0 - 0.1).epsilon(1e-4));
     CHECK(q.value.data()[1] == Approx(-2.0 + 0.1).epsilon(1e-4));
+    // Two steps with nonzero gradients, in double, against values worked out by hand
+    // (Python, outside kitnn) from the rule in adam.hpp:
+    //   w *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+    //   w -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+    // Catches a decay taken after the update, scaled by the bias-corrected rate, or
+    // folded into the gradient.
+    Param<double> r;
+    r.resize(2, 1, 1, 1);
+    r.value.data()[0] = 1.0, r.value.data()[1] = -2.0;
+    AdamOptions ow;
+    ow.lr = 0.1;
+    ow.weight_decay = 0.5;
+    ow.decoupled = true;
+    Adam<double> adamw2(ow);
+    r.grad.data()[0] = 0.3, r.grad.data()[1] = -0.2;
+    adamw2.step({&r});
+    CHECK(r.value.data()[0] == Approx(0.8500010540814423).epsilon(0).margin(1e-14));
+    CHECK(r.value.data()[1] == Approx(-1.8000015811138304).epsilon(0).margin(1e-14));
+    r.grad.data()[0] = -0.1, r.grad.data()[1] = 0.4;
+    adamw2.step({&r});
+    CHECK(r.value.data()[0] == Approx(0.7674795445767139).epsilon(0).margin(1e-14));
+    CHECK(r.value.data()[1] == Approx(-1.7466115958633759).epsilon(0).margin(1e-14));
+
     AdamW<float> w;
     CHECK(w.options().decoupled);
     CHECK(w.options().weight_decay == 0.01);
@@ -230,6 +303,12 @@ TEST_CASE("fit: a NaN gradient stops before the update and keeps the checkpoint"
     LabelledView train{&d.images, &d.labels, 0, 150}, val{&d.images, &d.labels, 150, 200};
     fit(m, adam, train, val, fo);
     const auto saved = fs::last_write_time(fo.checkpoint);
+    const auto file_bytes = [](const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    };
+    const std::string saved_bytes = file_bytes(fo.checkpoint);
+    REQUIRE(saved_bytes.size() > 100);
     // An infinite pixel in every training image: the first batch diverges.
     for (Eigen::Index i = 0; i < 150; ++i) d.images(i, 0, 0, 0) = std::numeric_limits<float>::infinity();
     const auto before = weights_and_state(m);
@@ -243,6 +322,9 @@ TEST_CASE("fit: a NaN gradient stops before the update and keeps the checkpoint"
     CHECK_THAT(msg, Catch::Contains("training diverged in epoch 1, batch 1") &&
                         Catch::Contains("weights were not updated") &&
                         Catch::Contains("best.kitnn is kept"));
+    // Kept means the same bytes (a rewrite of NaN weights, a truncation or a removal
+    // would change them) and not even rewritten (the same modification time).
+    CHECK(file_bytes(fo.checkpoint) == saved_bytes);
     CHECK(fs::last_write_time(fo.checkpoint) == saved);
     // Only BatchNorm's moving statistics (updated in forward) may have moved.
     auto after = weights_and_state(m);

@@ -15,8 +15,10 @@ bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 # run_logged NAME CMD...: runs CMD with its output in WORK/NAME.log, shown on failure.
 run_logged() {
   local name=$1; shift
-  if "$@" > "$work/$name.log" 2>&1; then ok "$name"; return 0; fi
-  bad "$name (exit $?): $*"; sed 's/^/    /' "$work/$name.log" | tail -40; return 1
+  "$@" > "$work/$name.log" 2>&1
+  local rc=$?  # taken here: after an `if`, $? would be the if's own status (0)
+  if [[ $rc -eq 0 ]]; then ok "$name"; return 0; fi
+  bad "$name (exit $rc): $*"; sed 's/^/    /' "$work/$name.log" | tail -40; return 1
 }
 expect='Total params: 77'   # conv 2*(3*3+1) + dense 3*(18+1)
 check_output() {
