@@ -10,6 +10,8 @@
 //       on a page) in a grid with a small margin;
 //   example_labels.csv  "file,label" for each example PNG, to check predictions
 //       (for Fashion-MNIST the label is the class number; the names are printed).
+#include "cli.hpp"
+
 #include <kitnn/data/datasets.hpp>
 #include <kitnn/data/idx.hpp>
 #include <kitnn/io/atomic_file.hpp>
@@ -114,13 +116,9 @@ int main(int argc, char** argv) {
     app.add_option("--count", count, "number of test digits to export")
         ->check(CLI::Range(1, 10000))
         ->capture_default_str();
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        // --help prints and succeeds; any usage error (unknown flag, bad value) exits 2,
-        // the usual code for command-line misuse, after CLI11's message.
-        return app.exit(e) == 0 ? 0 : 2;
-    }
+    // --help and --version print and succeed; any usage error (unknown flag, bad value)
+    // exits 2, the usual code for command-line misuse, after CLI11's message.
+    if (int rc = kitnn_examples::parse(app, argc, argv); rc >= 0) return rc;
     try {
         return run(dataset, data_dir, out_dir, count);
     } catch (const std::exception& e) {
