@@ -3,6 +3,8 @@
 // top-level guard that turns exceptions into one clear line and exit code 1.
 #pragma once
 
+#include <kitnn/version.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include <exception>
@@ -11,10 +13,17 @@
 
 namespace kitnn_examples {
 
-// Parses argv; returns -1 to go on, else the exit code to return from main.
+// Parses argv; returns -1 to go on, else the exit code to return from main. Every
+// program gets --version here: "<program> (kitnn <KITNN_VERSION_STRING>)", exit 0.
 inline int parse(CLI::App& app, int argc, char** argv) {
+    std::string name = argc > 0 ? argv[0] : "kitnn";
+    name = name.substr(name.find_last_of('/') + 1);
+    app.set_version_flag("--version", name + " (kitnn " KITNN_VERSION_STRING ")",
+                         "Print the program's name and kitnn's version, and exit");
     try {
         app.parse(argc, argv);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {

@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
                    "else mnist)")
         ->check(CLI::IsMember(data::dataset_names()));
     app.add_option("--top", top, "also print the K most likely classes")->check(CLI::Range(1, 10));
+    int threads = max_threads();
+    app.add_option("--threads", threads, "OpenMP threads for preprocessing and the network (default: all cores)")
+        ->check(CLI::Range(1, 1024))->capture_default_str();
     app.add_flag("--json", json, "one JSON object per image (and a summary object with --labels)");
     app.add_option("--save-preprocessed", save_dir,
                    "write the images the network actually saw (28x28 PNG) into this folder");
@@ -116,6 +119,7 @@ int main(int argc, char** argv) {
     }
 
     return kitnn_examples::guarded("mnist_apply", [&] {
+        set_threads(threads);
         Metadata meta;
         Sequential<float> model = load_model<float>(model_path, &meta);
         // Class names, input size and the preprocessing that fits the model: shared with

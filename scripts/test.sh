@@ -14,7 +14,8 @@
 # KITNN_FUZZ_BUILD (build folders). Every stage runs even when an earlier one failed;
 # the exit code is 1 when any failed. The time of each stage is printed at the end.
 # The real-MNIST tests run when KITNN_MNIST_DIR points at the IDX files; when it is
-# unset and ../shared/data/mnist exists, that folder is used. See docs/reliability.md.
+# unset, data/mnist (run_exercise.sh downloads there) or ../shared/data/mnist is used
+# if it holds the files. See docs/reliability.md.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,8 +35,16 @@ fuzz_seconds=${KITNN_FUZZ_SECONDS:-30}
 
 scripts/install_dependencies.sh || exit 1
 
-if [[ -z "${KITNN_MNIST_DIR:-}" && -d "$root/../shared/data/mnist" ]]; then
-  export KITNN_MNIST_DIR="$root/../shared/data/mnist"
+# MNIST: $KITNN_MNIST_DIR, else data/mnist (where scripts/run_exercise.sh and
+# scripts/download_mnist.sh put it), else ../shared/data/mnist. A folder counts only
+# when it holds the test images (what every real-MNIST test reads).
+if [[ -z "${KITNN_MNIST_DIR:-}" ]]; then
+  for d in "$root/data/mnist" "$root/../shared/data/mnist"; do
+    if compgen -G "$d/t10k-images*idx3-ubyte*" > /dev/null; then
+      export KITNN_MNIST_DIR="$d"
+      break
+    fi
+  done
 fi
 echo "test.sh: KITNN_MNIST_DIR=${KITNN_MNIST_DIR:-<unset: real-MNIST tests will be skipped>}"
 

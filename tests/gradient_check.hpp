@@ -1,23 +1,15 @@
-// tests/gradient_check.hpp — ONE gradient checker for every layer (after dlib's test_layer).
-//
-// For a layer f and a random projection R (Gaussian, shaped like the output),
-// the scalar L(x, w) = sum(f(x; w) * R) has dL/dy = R. We hand R to backward and
-// compare its dL/dx and dL/dw with central differences (L(p+e) - L(p-e)) / 2e, for
-// EVERY input element and EVERY parameter, in double precision.
-// Sentinels check the interface contract of layer.hpp:
-//   - dx is pre-filled with NaN: backward must OVERWRITE every entry;
-//   - parameter gradients are pre-filled with random noise that is subtracted
-//     afterwards: backward must ACCUMULATE (+=) and write every entry it owns.
+// tests/gradient_check.hpp — the Catch2 side of kitnn's public gradient checker
+// (include/kitnn/testing/gradient_check.hpp, which explains the method and the
+// sentinels): every check there becomes a test failure here, with the report.
 #pragma once
 
 #include <kitnn/kitnn.hpp>
+#include <kitnn/testing/gradient_check.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <functional>
-#include <limits>
-#include <memory>
 #include <vector>
 
 namespace kitnn_test {
@@ -35,136 +27,52 @@ inline Tensor random_tensor(Eigen::Index n, const Shape& s, Rng& rng, double sca
 }
 
 struct GradCheckResult {
-    double max_err_input = 0, max_err_param = 0;
+    double max_err_input = 0, max_err_param = 0;  // worst error / tolerance (< 1 passes)
     Eigen::Index checked_inputs = 0, checked_params = 0;
 };
 
-// Pass when |a - n| <= 1e-7 + 1e-6 * max(|a|, |n|), i.e. err(a, n) < 1. Tight: double
-// central differences with e = 1e-5 are exact up to rounding (~1e-10) for the
-// piecewise-linear layers and within ~1e-10 for softmax, while an off-by-one in
-// im2col or a wrong pooling index is an error of order 0.1 to 1.
+// err(a, n) < 1 passes: |a - n| <= 1e-7 + 1e-6 * max(|a|, |n|), the checker's default.
 inline double grad_err(double a, double n) {
     return std::abs(a - n) / (1e-7 + 1e-6 * std::max(std::abs(a), std::abs(n)));
 }
 
-// Central differences for every element of every parameter, against the analytic
-// gradient left by backward minus the noise pre-filled into it (accumulation check).
-inline void check_param_gradients(const std::vector<kitnn::Param<double>*>& params,
-                                  const std::vector<Tensor>& noise,
-                                  const std::function<double()>& loss, const std::string& what,
-                                  GradCheckResult& res) {
-    const double e = 1e-5;
-    for (size_t k = 0; k < params.size(); ++k) {
-        auto* p = params[k];
-        for (Eigen::Index i = 0; i < p->value.size(); ++i) {
-            INFO(what << " parameter tensor " << k << " ('" << p->name << "'), element " << i
-                      << " of " << p->value.size());
-            const double analytic = p->grad.data()[i] - noise[k].data()[i];
-            const double old = p->value.data()[i];
-            p->value.data()[i] = old + e;
-            const double lp = loss();
-            p->value.data()[i] = old - e;
-            const double lm = loss();
-            p->value.data()[i] = old;
-            const double num = (lp - lm) / (2 * e);
-            const double err = grad_err(analytic, num);
-            INFO("analytic " << analytic << " numeric " << num);
-            REQUIRE(err < 1.0);
-            res.max_err_param = std::max(res.max_err_param, err);
-            ++res.checked_params;
+inline GradCheckResult summarize(const kitnn::testing::GradientReport& rep) {
+    INFO(rep.str());
+    REQUIRE(rep.ok());
+    GradCheckResult r;
+    for (const auto& t : rep.tensors) {
+        if (t.name == "input") {
+            r.max_err_input = t.worst_score;
+            r.checked_inputs += t.checked;
+        } else {
+            r.max_err_param = std::max(r.max_err_param, t.worst_score);
+            r.checked_params += t.checked;
         }
     }
+    return r;
 }
 
-// `before_forward` runs before every forward (e.g. to replay a dropout mask).
-inline GradCheckResult check_layer_gradients(
-    Layer<double>& layer, const Shape& in, Eigen::Index batch, std::uint64_t seed,
-    bool training = false, std::function<void()> before_forward = [] {}) {
-    Rng rng(seed);
-    Shape out = layer.build(in, rng);
-    Tensor x = random_tensor(batch, in, rng);
-    Tensor R = random_tensor(batch, out, rng);
-    Tensor y;
-
-    auto loss = [&]() {
-        before_forward();
-        layer.forward(x, y, training);
-        double s = 0;
-        for (Eigen::Index i = 0; i < y.size(); ++i) s += y.data()[i] * R.data()[i];
-        return s;
-    };
-
-    loss();
-    REQUIRE(kitnn::matches(y, out));
-    REQUIRE(y.dimension(0) == batch);
-
-    // Sentinels.
-    std::vector<Tensor> noise;
-    for (auto* p : layer.params()) {
-        Tensor g = random_tensor(1, Shape{p->grad.size()}, rng);
-        std::copy(g.data(), g.data() + g.size(), p->grad.data());
-        noise.push_back(g);
-    }
-    auto ic = in.chw();
-    Tensor dx(batch, ic[0], ic[1], ic[2]);
-    dx.setConstant(std::numeric_limits<double>::quiet_NaN());
-
-    layer.backward(x, y, R, &dx);
-
-    GradCheckResult res;
-    const double e = 1e-5;
-    for (Eigen::Index i = 0; i < x.size(); ++i) {
-        INFO(layer.type() << " input gradient, element " << i << " of " << x.size());
-        REQUIRE(std::isfinite(dx.data()[i]));  // NaN sentinel: never written
-        const double old = x.data()[i];
-        x.data()[i] = old + e;
-        const double lp = loss();
-        x.data()[i] = old - e;
-        const double lm = loss();
-        x.data()[i] = old;
-        const double num = (lp - lm) / (2 * e);
-        const double err = grad_err(dx.data()[i], num);
-        INFO("analytic " << dx.data()[i] << " numeric " << num);
-        REQUIRE(err < 1.0);
-        res.max_err_input = std::max(res.max_err_input, err);
-        ++res.checked_inputs;
-    }
-    check_param_gradients(layer.params(), noise, loss, layer.type(), res);
-    return res;
+// `before_forward` runs before every forward (the checker also replays the layer's
+// random generator itself).
+inline GradCheckResult check_layer_gradients(Layer<double>& layer, const Shape& in, Eigen::Index batch,
+                                             std::uint64_t seed, bool training = false,
+                                             std::function<void()> before_forward = {}) {
+    kitnn::testing::GradientCheckOptions o;
+    o.batch = batch;
+    o.seed = seed;
+    o.training = training;
+    o.before_forward = std::move(before_forward);
+    return summarize(kitnn::testing::check_layer_gradients(layer, in, o));
 }
 
-// Whole-model check: L = SoftmaxCrossEntropy(model.forward(x, training), labels).
-// Every parameter gradient that model.backward() accumulates (onto random noise,
-// subtracted afterwards, so += and full coverage are checked too) is compared with
-// central differences. `before_forward` runs before every forward (e.g. to replay
-// the dropout masks). Returns the largest errors and how many entries were checked.
 inline GradCheckResult check_model_gradients(kitnn::Sequential<double>& model, const Tensor& x,
-                                             const std::vector<std::uint8_t>& labels,
-                                             bool training, std::uint64_t seed,
-                                             std::function<void()> before_forward = [] {}) {
-    REQUIRE(Eigen::Index(labels.size()) == x.dimension(0));
-    kitnn::SoftmaxCrossEntropy<double> ce;
-    auto loss = [&]() {
-        before_forward();
-        return ce.forward(model.forward(x, training), labels.data());
-    };
-
-    Rng rng(seed);
-    auto params = model.params();
-    std::vector<Tensor> noise;
-    for (auto* p : params) {
-        Tensor g = random_tensor(1, Shape{p->grad.size()}, rng);
-        std::copy(g.data(), g.data() + g.size(), p->grad.data());
-        noise.push_back(g);
-    }
-    loss();
-    Tensor dlogits;
-    ce.backward(dlogits);
-    model.backward(dlogits);
-
-    GradCheckResult res;
-    check_param_gradients(params, noise, loss, "model", res);
-    return res;
+                                             const std::vector<std::uint8_t>& labels, bool training,
+                                             std::uint64_t seed, std::function<void()> before_forward = {}) {
+    kitnn::testing::GradientCheckOptions o;
+    o.seed = seed;
+    o.training = training;
+    o.before_forward = std::move(before_forward);
+    return summarize(kitnn::testing::check_model_gradients(model, x, labels, o));
 }
 
 }  // namespace kitnn_test

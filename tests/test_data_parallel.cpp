@@ -309,8 +309,9 @@ TEST_CASE("DataParallel: errors inside a replica, empty batches, a replaced mode
     m = small_net<float>(3, false);
     CHECK_THROWS_WITH(dp.step(adam, x, random_labels(6, rng)), Catch::Contains("make a new one"));
 
-    // A layer type the model file does not know cannot be cloned: fit's automatic choice
-    // falls back to the plain step, an explicit request is a clear error.
+    // A layer type nobody registered cannot be cloned: automatic or explicit, that is a
+    // clear error naming the type (UnregisteredLayerError), never a quiet fallback to
+    // the plain step (layers/registry.hpp).
     Sequential<float> custom(Shape::image(1, 8, 8), 1);
     custom.add<Conv2D>(2, K{3, 3});
     custom.add(std::make_unique<Twice<float>>());
@@ -318,8 +319,8 @@ TEST_CASE("DataParallel: errors inside a replica, empty batches, a replaced mode
     custom.add<Dense>(4);
     const int saved = max_threads();
     set_threads(2);
-    CHECK(make_data_parallel(custom, 0)->replicas() == 1);  // the model alone, no copy
-    CHECK_THROWS_WITH(make_data_parallel(custom, 2), Catch::Contains("cannot be copied") && Catch::Contains("Twice"));
+    CHECK_THROWS_AS(make_data_parallel(custom, 0), UnregisteredLayerError);
+    CHECK_THROWS_WITH(make_data_parallel(custom, 2), Catch::Contains("Twice") && Catch::Contains("not registered"));
     // Automatic replicas are capped.
     auto keck = zoo::mnist_model<float>("keck", 1);
     set_threads(16);

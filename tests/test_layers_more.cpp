@@ -551,21 +551,3 @@ TEST_CASE("a MaxPool2D written without a padding key (older files) loads as vali
     CHECK(m.layer(0).config().str("padding") == "valid");
     CHECK(m.output_shape() == Shape::image(2, 2, 3));  // floor, not ceil
 }
-
-TEST_CASE("the factory rebuilds every new layer from its type and config", "[modelfile]") {
-    Rng rng(600);
-    std::vector<std::unique_ptr<Layer<float>>> layers;
-    layers.push_back(std::make_unique<BatchNorm<float>>(0.8, 1e-5));
-    layers.push_back(std::make_unique<AvgPool2D<float>>(K{3, 2}, K{2, 1}, Padding::same));
-    layers.push_back(std::make_unique<MaxPool2D<float>>(K{3, 3}, K{1, 2}, Padding::same));
-    layers.push_back(std::make_unique<GlobalAvgPool2D<float>>());
-    layers.push_back(std::make_unique<Tanh<float>>());
-    layers.push_back(std::make_unique<Sigmoid<float>>());
-    layers.push_back(std::make_unique<LeakyReLU<float>>(0.05));
-    for (auto& l : layers) {
-        INFO(l->type());
-        auto r = make_layer<float>(l->type(), l->config());
-        CHECK(r->type() == l->type());
-        CHECK(r->config().items() == l->config().items());
-    }
-}

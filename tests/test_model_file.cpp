@@ -219,9 +219,19 @@ TEST_CASE("a convolution whose kernel or channel product would overflow is refus
     };
     const fs::path bad = temp_dir() / "conv.kitnn";
     write_all(bad, craft(65536, "16777216"));
-    CHECK_THAT(load_error(bad), Catch::Contains("layer 0 (Conv2D)") && Catch::Contains("larger than its input"));
+    CHECK_THAT(load_error(bad), Catch::Contains("layer 0 (Conv2D)") && Catch::Contains("weights, more than"));
     write_all(bad, craft(1, "1024"));  // a 1024x1024 kernel on 28x28 ("same"): 3 GB of im2col
-    CHECK_THAT(load_error(bad), Catch::Contains("kernel 1024x1024 is larger than its input"));
+    CHECK_THAT(load_error(bad), Catch::Contains("layer 0 (Conv2D)") && Catch::Contains("weights, more than"));
+    // Even where the file could back the weights, the im2col of one image is bounded
+    // (Layer::footprint): 1 x 1024 x 1024 taps x 28 x (28 + 1023) columns.
+    Config c = Conv2D<float>(1, {1024, 1024}, Activation::linear, Padding::same).config();
+    CHECK_THAT(check_layer_limits("Conv2D", c, Shape::image(1, 28, 28), std::uint64_t(1) << 40, 4),
+               Catch::Contains("work buffer of " + std::to_string(1024LL * 1024 * 28 * 1051)));
+    // A "same" kernel larger than its input is fine when small (TensorFlow allows it,
+    // and Sequential::add too): such a model saves AND loads.
+    Sequential<float> same(Shape::image(1, 3, 3));
+    same.add<Conv2D>(2, std::array<int, 2>{5, 5}, Activation::linear, Padding::same);
+    CHECK(deserialize_model<float>(serialize_model(same), "same").output_shape() == Shape::image(2, 3, 3));
 }
 
 TEST_CASE("load_model refuses what is not a regular file", "[modelfile]") {

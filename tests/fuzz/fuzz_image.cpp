@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // time goes into decoding; above the limit load_grey refuses them cheaply.
     // (stbi_info itself parses JPEG Huffman tables: only after load_grey's own check.)
     std::FILE* mem = size ? fmemopen(const_cast<std::uint8_t*>(data), size, "rb") : nullptr;
-    const bool jpeg_ok = !mem || kitnn::io::detail::check_jpeg_huffman_tables(mem).empty();
+    const bool jpeg_ok = !mem || kitnn::io::detail::check_jpeg_tables(mem).empty();
     if (mem) std::fclose(mem);
     int w = 0, h = 0, n = 0;
     if (jpeg_ok && size <= 0x7fffffff && stbi_info_from_memory(data, int(size), &w, &h, &n)) {

@@ -17,6 +17,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kitnn::io {
@@ -35,14 +36,24 @@ struct GreyImage {
 };
 
 namespace detail {
-// The libstb-dev of Debian 12 (stb_image 2.27) trusts the code counts of a JPEG
-// Huffman table (DHT): counts summing past 256 overrun the decoder's 257-entry tables
-// with bytes from the file (heap corruption; upstream nothings/stb#1289 and #1291,
-// found here by tests/fuzz). Until the distributions ship a fixed stb, load_grey
-// walks a JPEG's marker segments itself and refuses such a file before stb sees it.
-// Returns "" when `f` is not a JPEG or its tables are fine, else the reason; the
-// caller rewinds `f`.
-inline std::string check_jpeg_huffman_tables(std::FILE* f) {
+// Two holes in the JPEG decoder of Debian 12's libstb-dev (stb_image 2.27), both
+// found here by tests/fuzz, are closed by walking a JPEG's marker segments before stb
+// sees the file:
+//  * stb trusts the code counts of a Huffman table (DHT): counts summing past 256
+//    overrun its 257-entry tables with bytes from the file (heap corruption; upstream
+//    nothings/stb#1289 and #1291).
+//  * stb decodes a scan (SOS) with whatever Huffman table slot the scan names, defined
+//    or not, and dequantises with whatever quantisation table (DQT) a component names.
+//    A slot no DHT/DQT filled holds uninitialised heap memory: the result depends on
+//    what the heap held before (a garbage image, "bad huffman code", or stb's own
+//    assert at stb_image.h:2115, which Debian's libstb.so keeps compiled in, aborting
+//    the program). libjpeg refuses such a file ("Huffman table 0x.. was not defined");
+//    so does this check. Only the tables stb will read are required: a sequential scan
+//    reads both tables of each component, a progressive one the DC table in its first
+//    DC pass and the AC table in AC passes.
+// Returns "" when `f` is not a JPEG or nothing is wrong that stb would not report
+// itself, else the reason; the caller rewinds `f`.
+inline std::string check_jpeg_tables(std::FILE* f) {
     auto get = [f] { return std::fgetc(f); };
     // stb skips 0xFF fill bytes before every marker, the start-of-image one too: so
     // does this check ("FF FF D8" is a JPEG for stb; found by fuzzing in CI).
@@ -50,6 +61,11 @@ inline std::string check_jpeg_huffman_tables(std::FILE* f) {
     int soi = get();
     while (soi == 0xFF) soi = get();
     if (soi != 0xD8) return "";
+    bool huffman[2][4] = {};  // [class: 0 DC, 1 AC][slot]: defined by a DHT so far
+    bool quant[4] = {};       // [slot]: defined by a DQT so far
+    bool have_frame = false, progressive = false;
+    std::vector<std::pair<int, int>> frame;  // (component id, quantisation slot) from SOF
+    std::vector<int> seg;                    // one segment's bytes (EOF past the end)
     for (;;) {
         int c = get();
         if (c == EOF) return "";
@@ -59,26 +75,78 @@ inline std::string check_jpeg_huffman_tables(std::FILE* f) {
         if (c == 0x00 || c == 0x01 || (c >= 0xD0 && c <= 0xD7)) continue;  // stuffing, TEM, RSTn
         const int hi = get(), lo = get();
         if (hi == EOF || lo == EOF) return "";
-        long left = ((long(hi) << 8) | lo) - 2;  // segment length without its 2 length bytes
-        if (c != 0xC4) {
+        const long left = ((long(hi) << 8) | lo) - 2;  // segment length without its 2 length bytes
+        const bool sof = c == 0xC0 || c == 0xC1 || c == 0xC2;  // the frames stb decodes
+        if (c == 0xC4) {  // DHT: tables of (class/slot, 16 counts, sum(counts) values)
+            // Read from the stream as stb does: a table whose counts run past the
+            // segment's length takes the following bytes (stb fails only afterwards).
+            long rest = left;
+            while (rest > 0) {
+                const int q = get();
+                if (q == EOF) return "";
+                long codes = 0;
+                for (int i = 0; i < 16; ++i) {  // stb reads past the end as zeros: so do we
+                    const int k = get();
+                    if (k != EOF) codes += k;
+                }
+                if (codes > 256)
+                    return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) +
+                           " codes (at most 256)";
+                if ((q >> 4) > 1 || (q & 15) > 3) return "";  // stb: "bad DHT header"
+                huffman[q >> 4][q & 15] = true;
+                if (std::fseek(f, codes, SEEK_CUR) != 0) return "";
+                rest -= 17 + codes;
+            }
+            if (rest != 0) return "";  // stb: a DHT longer than its segment fails
+            continue;
+        }
+        if (c != 0xDB && c != 0xDA && !sof) {
             if (left > 0 && std::fseek(f, left, SEEK_CUR) != 0) return "";
             continue;
         }
-        while (left > 0) {  // DHT: tables of (class/id, 16 counts, sum(counts) values)
-            if (get() == EOF) return "";
-            long codes = 0;
-            for (int i = 0; i < 16; ++i) {  // stb reads past the end as zeros: so do we
-                const int k = get();
-                if (k != EOF) codes += k;
+        // DQT, SOF, SOS: stb checks that their contents fill the declared length, so
+        // the segment's bytes are all it reads.
+        seg.clear();
+        for (long i = 0; i < left; ++i) seg.push_back(get());
+        auto at = [&](long i) { return i < long(seg.size()) && seg[size_t(i)] != EOF ? seg[size_t(i)] : 0; };
+        if (c == 0xDB) {  // DQT: tables of (precision/slot, 64 or 128 bytes)
+            long i = 0;
+            while (i < left) {
+                const int pq = at(i) >> 4, tq = at(i) & 15;
+                if (pq > 1 || tq > 3) return "";  // stb: "bad DQT type" / "bad DQT table"
+                quant[tq] = true;
+                i += 1 + 64 * (pq + 1);
             }
-            if (codes > 256)
-                return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) +
-                       " codes (at most 256)";
-            if (std::fseek(f, codes, SEEK_CUR) != 0) return "";
-            left -= 17 + codes;
+        } else if (sof) {  // precision, height, width, count, then (id, sampling, slot) each
+            have_frame = true;
+            progressive = c == 0xC2;
+            frame.clear();
+            for (long k = 0, n = at(5); k < n; ++k) frame.emplace_back(at(6 + 3 * k), at(8 + 3 * k));
+        } else {  // SOS: count, (id, DC slot << 4 | AC slot) each, Ss, Se, Ah << 4 | Al
+            if (!have_frame) return "";  // stb: "no SOF"
+            const long n = at(0);
+            const int ss = at(1 + 2 * n), ah = at(3 + 2 * n) >> 4;
+            const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss != 0;
+            for (long k = 0; k < n; ++k) {
+                const int id = at(1 + 2 * k), td = at(2 + 2 * k) >> 4, ta = at(2 + 2 * k) & 15;
+                int tq = -1;
+                for (const auto& comp : frame)
+                    if (comp.first == id) tq = comp.second;
+                if (tq < 0 || tq > 3 || td > 3 || ta > 3) return "";  // stb reports these itself
+                auto missing = [&](const char* what, int slot) {
+                    return "corrupt JPEG: component " + std::to_string(id) + " uses " + what +
+                           " table " + std::to_string(slot) + ", which no earlier segment defines";
+                };
+                if (dc && !huffman[0][td]) return missing("DC Huffman", td);
+                if (ac && !huffman[1][ta]) return missing("AC Huffman", ta);
+                if (!quant[tq]) return missing("quantisation", tq);
+            }
         }
     }
 }
+
+// The name the first version of the check had (it then looked at DHT counts only).
+inline std::string check_jpeg_huffman_tables(std::FILE* f) { return check_jpeg_tables(f); }
 
 // Debian 12's stb_image (2.27) also trusts the length of a PNG's IDAT chunk: it grows
 // its buffer for the compressed data to that length before reading it, so an 81-byte
@@ -207,17 +275,20 @@ inline GreyImage decode_grey(const void* bytes, std::size_t size, const std::str
 }
 
 // Writes a w x h 8-bit greyscale PNG (row-major px), atomically like write_png.
+// durable = false: see write_file_atomic (then io's caller calls sync_files at the end).
 inline void write_png(const std::string& path, int w, int h, int channels,
-                      const std::vector<std::uint8_t>& px);
-inline void write_png_grey(const std::string& path, int w, int h, const std::vector<std::uint8_t>& px) {
-    write_png(path, w, h, 1, px);
+                      const std::vector<std::uint8_t>& px, bool durable = true);
+inline void write_png_grey(const std::string& path, int w, int h, const std::vector<std::uint8_t>& px,
+                           bool durable = true) {
+    write_png(path, w, h, 1, px, durable);
 }
 
 // Writes a w x h PNG with 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) 8-bit channels,
 // interleaved row-major. Atomic (io/atomic_file.hpp): encoded in memory, written to a temporary,
 // fsynced and renamed over `path`, so a reader never sees half a file and a failed write leaves
 // any previous file untouched. Throws ImageError on failure.
-inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px) {
+inline void write_png(const std::string& path, int w, int h, int channels, const std::vector<std::uint8_t>& px,
+                      bool durable) {
     if (w <= 0 || h <= 0 || channels < 1 || channels > 4 ||
         px.size() != static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * static_cast<std::size_t>(channels))
         throw ImageError(path + ": write_png: " + std::to_string(px.size()) +
@@ -232,7 +303,7 @@ inline void write_png(const std::string& path, int w, int h, int channels, const
     if (!stbi_write_png_to_func(append, &png, w, h, channels, px.data(), w * channels))
         throw ImageError(path + ": cannot encode PNG");
     try {
-        write_file_atomic(path, png);
+        write_file_atomic(path, png, durable);
     } catch (const FileError& e) {
         throw ImageError(e.what());
     }

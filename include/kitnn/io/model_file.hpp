@@ -209,10 +209,13 @@ void write_layer(ByteWriter& w, Layer<T>& l) {
 }  // namespace detail
 
 // The file's bytes (see the format above). `extras` are stored as they are, in order.
+// Throws UnregisteredLayerError (layers/registry.hpp) when a layer's type is not
+// registered: the loader could not read such a file back.
 template <class T>
 std::vector<char> serialize_model(Sequential<T>& model, const Metadata& meta = {},
                                   const NamedTensors<T>& extras = {}) {
     if (model.size() == 0) throw std::invalid_argument("save_model: the model has no layers");
+    for (size_t i = 0; i < model.size(); ++i) require_registered(model.layer(i));
     detail::ByteWriter w;
     w.bytes(kModelMagic, 8);
     w.u32(kModelFormatVersion);
@@ -277,10 +280,13 @@ public:
         }
         std::unique_ptr<Layer<T>> made;
         try {
-            // Refuse what the file cannot back, before the layer allocates anything.
-            const std::string why = check_layer_limits(type, cfg, in, r_.remaining(), sizeof(T));
-            if (!why.empty()) r_.fail(at + ": " + why);
+            // Made from the registry (constructors only check and store their
+            // hyperparameters), then refused if the file cannot back it, before build
+            // allocates anything.
             made = make_layer<T>(type, cfg);
+            const std::string why =
+                check_layer_limits(*made, in, r_.remaining(), sizeof(T), kMaxValuesPerSample);
+            if (!why.empty()) r_.fail(at + ": " + why);
         } catch (const ModelFileError&) {
             throw;
         } catch (const std::exception& e) {

@@ -47,6 +47,7 @@
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 #include <cmath>
 #include <cstddef>
@@ -87,7 +88,15 @@ public:
         moving_var_.name = "moving_variance";
     }
 
-    std::string type() const override { return "BatchNorm"; }
+    static constexpr const char* kType = "BatchNorm";
+    std::string type() const override { return kType; }
+    static std::unique_ptr<BatchNorm> from_config(const Config& c) {
+        return std::make_unique<BatchNorm>(c.real("momentum"), c.real("epsilon"));
+    }
+    // gamma, beta, moving mean and variance: one value per channel (feature)
+    LayerFootprint footprint(const Shape& in) const override {
+        return {4 * in.c(), 0};
+    }
     Config config() const override {
         Config c;
         c.set("momentum", momentum_).set("epsilon", epsilon_);
@@ -259,5 +268,6 @@ private:
     double m_total_ = 0;                    // values per channel of the whole batch (last forward)
     std::vector<double> sums_, sq_, bsums_; // (C + 1), (C), (2C) the sums that are reduced
 };
+KITNN_REGISTER_LAYER(BatchNorm);
 
 }  // namespace kitnn

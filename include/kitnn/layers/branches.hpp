@@ -35,6 +35,7 @@
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 #include <memory>
 #include <stdexcept>
@@ -111,7 +112,12 @@ class Branches : public Layer<T> {
 public:
     explicit Branches(Merge merge = Merge::concat) : merge_(merge) {}
 
-    std::string type() const override { return "Branches"; }
+    static constexpr const char* kType = "Branches";
+    std::string type() const override { return kType; }
+    // An empty container: the model loader adds its branches from the file.
+    static std::unique_ptr<Branches> from_config(const Config& c) {
+        return std::make_unique<Branches>(merge_from_string(c.str("merge")));
+    }
     Config config() const override {
         Config c;
         c.set("merge", to_string(merge_));
@@ -279,5 +285,6 @@ private:
     bool sealed_ = false;  // built: no more branches
     std::vector<std::unique_ptr<Chain<T>>> chains_;
 };
+KITNN_REGISTER_LAYER(Branches);
 
 }  // namespace kitnn

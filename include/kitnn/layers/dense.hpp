@@ -10,6 +10,7 @@
 #include "kitnn/core/init.hpp"
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 namespace kitnn {
 
@@ -24,11 +25,20 @@ public:
         bias_.name = "bias";
     }
 
-    std::string type() const override { return "Dense"; }
+    static constexpr const char* kType = "Dense";
+    std::string type() const override { return kType; }
     Config config() const override {
         Config c;
         c.set("units", units_).set("activation", to_string(act_)).set("init", to_string(init_));
         return c;
+    }
+    static std::unique_ptr<Dense> from_config(const Config& c) {
+        return std::make_unique<Dense>(c.int_value("units"), activation_from_string(c.str("activation")),
+                                       init_from_string(c.str("init")));
+    }
+    // kernel IN*OUT + bias OUT, for any input (build refuses an image later)
+    LayerFootprint footprint(const Shape& in) const override {
+        return {std::int64_t(units_) * (in.size() + 1), 0};  // 2^24 * (2^26 + 1): no overflow
     }
     std::vector<Param<T>*> params() override { return {&kernel_, &bias_}; }
     std::int64_t macs() const override { return std::int64_t(in_units_) * units_; }
@@ -96,5 +106,6 @@ private:
     Param<T> kernel_, bias_;
     MatrixRM<T> dz_;  // (N, OUT) workspace for the masked gradient
 };
+KITNN_REGISTER_LAYER(Dense);
 
 }  // namespace kitnn

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -41,7 +42,11 @@ public:
             throw std::invalid_argument("Dropout: rate must be in [0, 1)");
     }
 
-    std::string type() const override { return "Dropout"; }
+    static constexpr const char* kType = "Dropout";
+    std::string type() const override { return kType; }
+    static std::unique_ptr<Dropout> from_config(const Config& c) {
+        return std::make_unique<Dropout>(c.real("rate"));
+    }
     Config config() const override {
         Config c;
         c.set("rate", rate_);
@@ -118,5 +123,6 @@ private:
     Eigen::Matrix<T, Eigen::Dynamic, 1> mask_;  // (N * features)
     std::vector<std::uint32_t> halves_;         // (N * features + 2) the draws' 32-bit halves
 };
+KITNN_REGISTER_LAYER(Dropout);
 
 }  // namespace kitnn

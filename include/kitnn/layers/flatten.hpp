@@ -3,13 +3,15 @@
 #pragma once
 
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 namespace kitnn {
 
 template <class T>
 class Flatten : public Layer<T> {
 public:
-    std::string type() const override { return "Flatten"; }
+    static constexpr const char* kType = "Flatten";
+    std::string type() const override { return kType; }
     Config config() const override { return {}; }
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
@@ -27,5 +29,6 @@ public:
 protected:
     Shape do_build(const Shape& in, Rng&) override { return Shape::flat(in.size()); }
 };
+KITNN_REGISTER_LAYER(Flatten);
 
 }  // namespace kitnn

@@ -9,6 +9,7 @@
 
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 #include <algorithm>
 
@@ -17,7 +18,8 @@ namespace kitnn {
 template <class T>
 class GlobalAvgPool2D : public Layer<T> {
 public:
-    std::string type() const override { return "GlobalAvgPool2D"; }
+    static constexpr const char* kType = "GlobalAvgPool2D";
+    std::string type() const override { return kType; }
     Config config() const override { return {}; }
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
@@ -48,5 +50,6 @@ protected:
         return Shape::flat(in.c());
     }
 };
+KITNN_REGISTER_LAYER(GlobalAvgPool2D);
 
 }  // namespace kitnn

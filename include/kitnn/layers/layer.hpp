@@ -1,6 +1,6 @@
 // kitnn/layers/layer.hpp — the interface every layer implements.
 //
-// Contract (tested for every layer by tests/gradient_check.hpp):
+// Contract (checked for every registered layer by kitnn/testing/conformance.hpp):
 //   build(in, rng)      infers the output shape from the input shape, allocates and
 //                       initialises parameters; throws ShapeError if `in` does not fit.
 //   forward(x, y, tr)   x: (N, in...) -> y: (N, out...). y is resized if needed and
@@ -80,6 +80,24 @@ public:
         }
         throw std::runtime_error("layer config: '" + key + "' is not a number: '" + v + "'");
     }
+    // A size-like integer (filters, units, kernel, stride, pad): range-checked to
+    // 0..2^24 before it is narrowed to int, so a crafted file cannot overflow a product.
+    int int_value(const std::string& key) const {
+        const long long v = integer(key);
+        if (v < 0 || v > (1 << 24))
+            throw std::runtime_error("hyperparameter '" + key + "' = " + std::to_string(v) +
+                                     " is out of range (0 to 2^24)");
+        return int(v);
+    }
+    // A flag stored as "0" or "1"; `absent` when the key is missing (files written
+    // before the flag existed).
+    bool flag(const std::string& key, bool absent) const {
+        if (!has(key)) return absent;
+        const std::string& v = str(key);
+        if (v != "0" && v != "1")
+            throw std::runtime_error("hyperparameter '" + key + "' = '" + v + "' (expected 0 or 1)");
+        return v == "1";
+    }
     const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
 
 private:
@@ -96,6 +114,15 @@ inline Activation activation_from_string(const std::string& s) {
     if (s == "linear" || s == "none") return Activation::linear;
     throw std::runtime_error("unknown activation '" + s + "' (expected relu or linear)");
 }
+
+// What a layer built for input `in` will hold, computed from its hyperparameters
+// without allocating (Layer::footprint). The model loader checks it against the file
+// before it builds a layer from untrusted hyperparameters; the conformance test checks
+// that `weights` equals what build() then allocates.
+struct LayerFootprint {
+    std::int64_t weights = 0;    // values of params() and state() (saturates at 2^62)
+    std::int64_t workspace = 0;  // values per sample of the largest work buffer (im2col)
+};
 
 template <class T>
 class Layer {
@@ -137,6 +164,9 @@ public:
     }
     // Multiply-adds of one forward pass for one sample (for model comparisons).
     virtual std::int64_t macs() const { return 0; }
+    // See LayerFootprint. Throws ShapeError when `in` does not fit, as build would.
+    // A layer with weights must override it (the conformance test checks).
+    virtual LayerFootprint footprint(const Shape& /*in*/) const { return {}; }
 
     const Shape& input_shape() const { return in_; }
     const Shape& output_shape() const { return out_; }

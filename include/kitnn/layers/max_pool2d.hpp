@@ -13,6 +13,7 @@
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/layer.hpp"
 #include "kitnn/layers/pool_window.hpp"
+#include "kitnn/layers/registry.hpp"
 
 #include <array>
 #include <vector>
@@ -20,27 +21,15 @@
 namespace kitnn {
 
 template <class T>
-class MaxPool2D : public Layer<T> {
+class MaxPool2D : public Pool2D<T, MaxPool2D<T>> {
+    using Base = Pool2D<T, MaxPool2D<T>>;
+
 public:
+    static constexpr const char* kType = "MaxPool2D";
     // stride {0, 0} means "= pool" (Keras's strides=None).
     explicit MaxPool2D(std::array<int, 2> pool = {2, 2}, std::array<int, 2> stride = {0, 0},
                        Padding padding = Padding::valid)
-        : ph_(pool[0]), pw_(pool[1]), sh_(stride[0] ? stride[0] : pool[0]),
-          sw_(stride[1] ? stride[1] : pool[1]), padding_(padding) {
-        if (ph_ < 1 || pw_ < 1 || sh_ < 1 || sw_ < 1)
-            throw std::invalid_argument("MaxPool2D: pool size and stride must be >= 1");
-        if (padding != Padding::valid && padding != Padding::same)
-            throw std::invalid_argument("MaxPool2D: padding must be valid or same");
-    }
-
-    std::string type() const override { return "MaxPool2D"; }
-    Config config() const override {
-        Config c;
-        c.set("pool_h", ph_).set("pool_w", pw_).set("stride_h", sh_).set("stride_w", sw_);
-        c.set("padding", to_string(padding_));
-        return c;
-    }
-    std::int64_t macs() const override { return 0; }
+        : Base(pool, stride, padding) {}
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
         this->check_input(x);
@@ -94,20 +83,13 @@ public:
     }
 
 protected:
-    Shape do_build(const Shape& in, Rng&) override {
-        if (!in.is_image()) this->shape_error("needs an image input (C,H,W), got " + in.str());
-        if (padding_ == Padding::valid && (in.h() < ph_ || in.w() < pw_))
-            this->shape_error("pool " + std::to_string(ph_) + "x" + std::to_string(pw_) +
-                              " is larger than the input " + in.str() + " (valid padding)");
-        rows_ = pool_axis(in.h(), ph_, sh_, padding_);
-        cols_ = pool_axis(in.w(), pw_, sw_, padding_);
-        oh_ = rows_.out;
-        ow_ = cols_.out;
+    Shape do_build(const Shape& in, Rng& rng) override {
+        const Shape out = Base::do_build(in, rng);
         // The unrolled path needs every window whole, inside the input: always so for
         // valid 2x2/2, and for same 2x2/2 on even sizes (no padding needed there).
         fast_2x2_ = ph_ == 2 && pw_ == 2 && sh_ == 2 && sw_ == 2 && rows_.pad_before == 0 &&
                     cols_.pad_before == 0 && 2 * oh_ <= in.h() && 2 * ow_ <= in.w();
-        return Shape::image(in.c(), oh_, ow_);
+        return out;
     }
 
 private:
@@ -137,12 +119,10 @@ private:
         }
     }
 
-    int ph_, pw_, sh_, sw_;
-    Padding padding_;
-    Eigen::Index oh_ = 0, ow_ = 0;
-    PoolAxis rows_, cols_;  // window ranges along H (OH of them) and W (OW)
+    using Base::ph_, Base::pw_, Base::sh_, Base::sw_, Base::oh_, Base::ow_, Base::rows_, Base::cols_;
     bool fast_2x2_ = false;
     std::vector<std::int32_t> argmax_;  // (N, C, OH, OW)
 };
+KITNN_REGISTER_LAYER(MaxPool2D);
 
 }  // namespace kitnn

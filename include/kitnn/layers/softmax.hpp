@@ -8,6 +8,7 @@
 #pragma once
 
 #include "kitnn/layers/layer.hpp"
+#include "kitnn/layers/registry.hpp"
 
 namespace kitnn {
 
@@ -23,7 +24,8 @@ void softmax_rows(const ConstMatMap<T>& x, MatMap<T> y) {
 template <class T>
 class Softmax : public Layer<T> {
 public:
-    std::string type() const override { return "Softmax"; }
+    static constexpr const char* kType = "Softmax";
+    std::string type() const override { return kType; }
     Config config() const override { return {}; }
 
     void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
@@ -50,5 +52,6 @@ protected:
         return in;
     }
 };
+KITNN_REGISTER_LAYER(Softmax);
 
 }  // namespace kitnn

@@ -25,7 +25,8 @@
 // serialisation, about the time of writing the model file, without touching the disk;
 // clone once per thread, not per call. A model outside the model file's limits
 // (io/model_file.hpp: kMaxLayers, kMaxValuesPerSample) cannot be cloned either and
-// throws ModelFileError, as save + load would.
+// throws ModelFileError, as save + load would; a model holding a layer type that is not
+// registered (layers/registry.hpp) throws UnregisteredLayerError, naming it.
 #pragma once
 
 #include "kitnn/io/model_file.hpp"

@@ -40,8 +40,9 @@
 // ordered_sum — so a split step normalises like the whole batch would.
 //
 // Not supported: other layers with state (none in kitnn today; unsupported_reason says
-// why) and layer types the model file does not know (the replicas are clone_model
-// copies; make_data_parallel() then gives fit() one replica). Memory: each replica has
+// why). The replicas are clone_model copies, so every layer type must be registered
+// (layers/registry.hpp): an unregistered one throws UnregisteredLayerError, loudly, even
+// when the replica count was automatic. Memory: each replica has
 // its own activations and workspaces (for lenet5 at batch 100, a few MB per replica).
 #pragma once
 
@@ -541,18 +542,17 @@ int choose_replicas(Sequential<T>& model, int requested) {
 }
 
 // The DataParallel a training loop should use: `requested` as in choose_replicas, over
-// the ranks of `group` (null: this process alone). A model that cannot be cloned (a
-// layer type of the program's own, unknown to the model file) gets one replica when
-// the choice was automatic, and is refused with a clear error when replicas were asked
-// for. Never null (fit() runs every step through it).
+// the ranks of `group` (null: this process alone). A model with a layer type that is not
+// registered cannot be cloned: UnregisteredLayerError, naming the type, whether the
+// replica count was asked for or automatic (a forgotten registration must not quietly
+// turn replicas off). Never null (fit() runs every step through it).
 template <class T>
 std::unique_ptr<DataParallel<T>> make_data_parallel(Sequential<T>& model, int requested,
                                                     Collective* group = nullptr) {
     const int r = choose_replicas(model, requested);
     try {
         return std::make_unique<DataParallel<T>>(model, r, group);
-    } catch (const ModelFileError& e) {
-        if (requested == 0) return std::make_unique<DataParallel<T>>(model, 1, group);
+    } catch (const ModelFileError& e) {  // a copy that does not round-trip: a bug, said loudly
         throw std::invalid_argument(std::string("cannot split batches across replicas: the model cannot "
                                                 "be copied (") + e.what() + ")");
     }

@@ -1,0 +1,154 @@
+// kitnn/layers/im2col.hpp — the im2col and col2im of Conv2D (layers/conv2d.hpp): where
+// every kernel tap of every output pixel reads its input pixel, in two layouts.
+//
+// For one image x_n (C, H, W), a kernel (KH, KW) moved `stride` pixels at a time and
+// padding (pt above, pl on the left; layers/padding.hpp), the output is (OH, OW) and
+// im2col writes the matrix col (CKK, columns), CKK = C*KH*KW, row r = (c, ki, kj):
+//   rows  columns = P = OH*OW, exactly the output pixels:
+//           col[r, oh*OW + ow] = x_n[c, oh*stride + ki - pt, ow*stride + kj - pl] (0 outside)
+//         Each (tap, output row) is one short copy (OW values, zero fill where the tap
+//         reads padding): OH*CKK copies per image, a cost that dominates when rows are short.
+//   wide  (stride 1) the image is first copied into a zero-padded (C, Hp, Wp) buffer xp,
+//         Hp = OH + KH - 1, Wp = OW + KW - 1, and the GEMM runs over Pc = OH*Wp columns,
+//         as if every output row were Wp wide: column j = oh*Wp + ow reads
+//         xp[c, oh + ki, ow + kj] = xp_c[ki*Wp + kj + j], so every tap's row of col is ONE
+//         contiguous copy of Pc values and col2im one contiguous add per tap. The KW - 1
+//         extra columns of each output row are computed and thrown away (Conv2D sets
+//         their dym to 0, so they add nothing to the gradients).
+// col2im is the transpose: dx_n[c, ih, iw] = the sum of dcol over the taps that read
+// that pixel. `ld` is the distance between two rows of col (the chunk's column count:
+// Conv2D puts several images side by side), `col` points at this image's first column.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <utility>
+
+namespace kitnn {
+
+struct Im2colGeometry {
+    Eigen::Index c = 0, h = 0, w = 0;  // input (C, H, W)
+    int kh = 0, kw = 0, stride = 1;
+    int pt = 0, pl = 0;                // padding above and on the left
+    Eigen::Index oh = 0, ow = 0;       // output (OH, OW)
+    bool wide = false;                 // the layout (wide needs stride 1)
+
+    Eigen::Index ckk() const { return c * kh * kw; }
+    Eigen::Index hp() const { return oh + kh - 1; }
+    Eigen::Index wp() const { return ow + kw - 1; }
+    // GEMM columns per output row (OW or Wp) and per image.
+    Eigen::Index wc() const { return wide ? wp() : ow; }
+    Eigen::Index columns() const { return oh * wc(); }
+    // The padded image buffer (wide only): (C, Hp, Wp) plus KW - 1 values of slack,
+    // which the last row of taps reads (into the extra columns only).
+    Eigen::Index padded_size() const { return wide ? c * hp() * wp() + kw - 1 : 0; }
+
+    // The output columns [ow0, ow1) whose tap kj reads inside the input row
+    // (0 <= ow*stride + kj - pl < W); the others read padding.
+    std::pair<Eigen::Index, Eigen::Index> inside(int kj) const {
+        const Eigen::Index off = kj - pl;
+        const Eigen::Index ow0 = std::min<Eigen::Index>(ow, off < 0 ? (-off + stride - 1) / stride : 0);
+        const Eigen::Index ow1 =
+            std::max<Eigen::Index>(ow0, std::min<Eigen::Index>(ow, (w - off + stride - 1) / stride));
+        return {ow0, ow1};
+    }
+
+    // xp: padded_size() values whose border (and slack) is zero; only the interior is written.
+    template <class T>
+    void im2col(const T* xn, T* col, Eigen::Index ld, T* xp) const {
+        if (wide) im2col_wide(xn, col, ld, xp);
+        else im2col_rows(xn, col, ld);
+    }
+    // dxp: padded_size() values of scratch. Overwrites dx_n.
+    template <class T>
+    void col2im(const T* dcol, Eigen::Index ld, T* dxn, T* dxp) const {
+        if (wide) col2im_wide(dcol, ld, dxn, dxp);
+        else col2im_rows(dcol, ld, dxn);
+    }
+
+private:
+    template <class T>
+    void im2col_rows(const T* xn, T* col, Eigen::Index ld) const {
+        for (Eigen::Index ch = 0; ch < c; ++ch)
+            for (int ki = 0; ki < kh; ++ki)
+                for (int kj = 0; kj < kw; ++kj) {
+                    T* dst = col + ((ch * kh + ki) * kw + kj) * ld;
+                    const T* plane = xn + ch * h * w;
+                    const auto [ow0, ow1] = inside(kj);
+                    for (Eigen::Index o = 0; o < oh; ++o) {
+                        const Eigen::Index ih = o * stride + ki - pt;
+                        T* d = dst + o * ow;
+                        if (ih < 0 || ih >= h) {
+                            std::fill(d, d + ow, T(0));
+                            continue;
+                        }
+                        const T* row = plane + ih * w + kj - pl;  // row[ow * stride]
+                        // Most rows need no padding: skip the (library call) fills then.
+                        if (ow0 > 0) std::fill(d, d + ow0, T(0));
+                        if (stride == 1) std::copy(row + ow0, row + ow1, d + ow0);
+                        else
+                            for (Eigen::Index j = ow0; j < ow1; ++j) d[j] = row[j * stride];
+                        if (ow1 < ow) std::fill(d + ow1, d + ow, T(0));
+                    }
+                }
+    }
+
+    template <class T>
+    void col2im_rows(const T* dcol, Eigen::Index ld, T* dxn) const {
+        std::fill(dxn, dxn + c * h * w, T(0));
+        for (Eigen::Index ch = 0; ch < c; ++ch)
+            for (int ki = 0; ki < kh; ++ki)
+                for (int kj = 0; kj < kw; ++kj) {
+                    const T* src = dcol + ((ch * kh + ki) * kw + kj) * ld;
+                    T* plane = dxn + ch * h * w;
+                    const auto [ow0, ow1] = inside(kj);
+                    for (Eigen::Index o = 0; o < oh; ++o) {
+                        const Eigen::Index ih = o * stride + ki - pt;
+                        if (ih < 0 || ih >= h) continue;
+                        T* row = plane + ih * w + kj - pl;  // row[ow * stride]
+                        const T* s = src + o * ow;
+                        if (stride == 1)  // a contiguous loop GCC vectorises (the strided one not)
+                            for (Eigen::Index j = ow0; j < ow1; ++j) row[j] += s[j];
+                        else
+                            for (Eigen::Index j = ow0; j < ow1; ++j) row[j * stride] += s[j];
+                    }
+                }
+    }
+
+    template <class T>
+    void im2col_wide(const T* xn, T* col, Eigen::Index ld, T* xp) const {
+        const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp;
+        for (Eigen::Index ch = 0; ch < c; ++ch)  // interior rows; the zero border is never written
+            for (Eigen::Index i = 0; i < h; ++i)
+                std::copy(xn + (ch * h + i) * w, xn + (ch * h + i + 1) * w, xp + (ch * Hp + i + pt) * Wp + pl);
+        for (Eigen::Index ch = 0; ch < c; ++ch)
+            for (int ki = 0; ki < kh; ++ki)
+                for (int kj = 0; kj < kw; ++kj) {
+                    const T* from = xp + (ch * Hp + ki) * Wp + kj;
+                    std::copy(from, from + Pc, col + ((ch * kh + ki) * kw + kj) * ld);
+                }
+    }
+
+    // Every dcol row is added, as one contiguous run, into the padded gradient dxp,
+    // whose interior is then dx_n. (The extra columns' dcol is 0.)
+    template <class T>
+    void col2im_wide(const T* dcol, Eigen::Index ld, T* dxn, T* dxp) const {
+        const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp;
+        std::fill(dxp, dxp + padded_size(), T(0));
+        for (Eigen::Index ch = 0; ch < c; ++ch)
+            for (int ki = 0; ki < kh; ++ki)
+                for (int kj = 0; kj < kw; ++kj) {
+                    const T* s = dcol + ((ch * kh + ki) * kw + kj) * ld;
+                    T* d = dxp + (ch * Hp + ki) * Wp + kj;
+                    for (Eigen::Index j = 0; j < Pc; ++j) d[j] += s[j];
+                }
+        for (Eigen::Index ch = 0; ch < c; ++ch)
+            for (Eigen::Index i = 0; i < h; ++i) {
+                const T* from = dxp + (ch * Hp + i + pt) * Wp + pl;
+                std::copy(from, from + w, dxn + (ch * h + i) * w);
+            }
+    }
+};
+
+}  // namespace kitnn
