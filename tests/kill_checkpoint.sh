@@ -29,27 +29,10 @@ done
 command -v perl > /dev/null || { echo "kill_checkpoint: needs perl" >&2; exit 1; }
 rm -rf "$work" && mkdir -p "$work/data" "$work/out"
 
-# Synthetic MNIST: IDX magic 0x00000803 (u8 images, 3 dims) / 0x00000801 (u8 labels),
-# big-endian counts, then the bytes.
-perl -e '
-  my ($dir) = @ARGV; srand(12345);
-  for my $set (["train", 500], ["t10k", 100]) {
-    my ($name, $n) = @$set;
-    open(my $im, ">:raw", "$dir/$name-images-idx3-ubyte") or die $!;
-    open(my $lb, ">:raw", "$dir/$name-labels-idx1-ubyte") or die $!;
-    print $im pack("NNNN", 0x803, $n, 28, 28);
-    print $lb pack("NN", 0x801, $n);
-    for my $i (0 .. $n - 1) {
-      my $label = $i % 10;
-      print $lb pack("C", $label);
-      my @px;
-      for my $r (0 .. 27) {
-        my $band = $r >= 2 * $label + 3 && $r < 2 * $label + 7;
-        push @px, map { $band ? 160 + int(rand(96)) : int(rand(60)) } 0 .. 27;
-      }
-      print $im pack("C*", @px);
-    }
-  }' "$work/data" || { echo "kill_checkpoint: could not write the synthetic data" >&2; exit 1; }
+# Synthetic MNIST (500 training, 100 test images; tests/synthetic_mnist.sh, shared with
+# the MPI tests): no download needed.
+"$(dirname "$0")/synthetic_mnist.sh" "$work/data" 500 ||
+  { echo "kill_checkpoint: could not write the synthetic data" >&2; exit 1; }
 
 fails=0
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }

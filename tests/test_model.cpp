@@ -63,6 +63,17 @@ Tensor<T> uniform_images(Eigen::Index n, const Shape& s, Rng& rng) {
     return x;
 }
 
+// The summary's rows, one by one, against the expected layer names, shapes and counts.
+void check_rows(const std::vector<Row>& rows, const std::vector<Row>& expected) {
+    REQUIRE(rows.size() == expected.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+        INFO("row " << i);
+        CHECK(rows[i].layer == expected[i].layer);
+        CHECK(rows[i].shape == expected[i].shape);
+        CHECK(rows[i].params == expected[i].params);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("summary of the exercise network (keck) matches Keras's", "[model][summary]") {
@@ -77,14 +88,7 @@ TEST_CASE("summary of the exercise network (keck) matches Keras's", "[model][sum
         {"dropout (Dropout)", "(None, 16)", "0"},
         {"dense_1 (Dense)", "(None, 10)", "170"},
     };
-    const auto rows = summary_rows(s);
-    REQUIRE(rows.size() == expected.size());
-    for (size_t i = 0; i < rows.size(); ++i) {
-        INFO("row " << i);
-        CHECK(rows[i].layer == expected[i].layer);
-        CHECK(rows[i].shape == expected[i].shape);
-        CHECK(rows[i].params == expected[i].params);
-    }
+    check_rows(summary_rows(s), expected);
     CHECK_THAT(s, Catch::Contains("\nTotal params: 11,022\n"));
     CHECK_THAT(s, Catch::Contains("\nTrainable params: 11,022\n"));
     CHECK_THAT(s, Catch::Contains("\nNon-trainable params: 0\n"));
@@ -130,14 +134,7 @@ TEST_CASE("summary of the zoo's best model: 175,450 trainable parameters", "[mod
         {"dropout (Dropout)", "(None, 128)", "0"},
         {"dense_1 (Dense)", "(None, 10)", "1,290"},                  // 10*(128+1)
     };
-    const auto rows = summary_rows(s);
-    REQUIRE(rows.size() == expected.size());
-    for (size_t i = 0; i < rows.size(); ++i) {
-        INFO("row " << i);
-        CHECK(rows[i].layer == expected[i].layer);
-        CHECK(rows[i].shape == expected[i].shape);
-        CHECK(rows[i].params == expected[i].params);
-    }
+    check_rows(summary_rows(s), expected);
     CHECK_THAT(s, Catch::Contains("\nTotal params: 175,994\n"));
     CHECK_THAT(s, Catch::Contains("\nTrainable params: 175,450\n"));
     CHECK_THAT(s, Catch::Contains("\nNon-trainable params: 544\n"));  // 2*(32+48+64+128)

@@ -12,6 +12,6 @@ MPIRUN=("$mpirun_bin" --allow-run-as-root --oversubscribe --bind-to none
 # kitnn_compare_models (tests/mpi/compare_models.cpp): from CTest, else beside mnist_train
 compare=${KITNN_COMPARE:-$bin/kitnn_compare_models}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# synthetic DIR N: N training + 100 test images (tests/mpi/synthetic_mnist.sh)
-synthetic() { "$here/synthetic_mnist.sh" "$@"; }
+# synthetic DIR N: N training + 100 test images (tests/synthetic_mnist.sh)
+synthetic() { "$here/../synthetic_mnist.sh" "$@"; }
 fail() { echo "FAIL: $*"; exit 1; }
