@@ -101,7 +101,18 @@ inline std::string check_jpeg_tables(std::FILE* f) {
             continue;
         }
         if (c != 0xDB && c != 0xDA && !sof) {
-            if (left > 0 && std::fseek(f, left, SEEK_CUR) != 0) return "";
+            // A segment that runs to or past the end is refused: a memory stream
+            // (decode_grey's fmemopen) cannot seek past its end, and stb, which ignores a
+            // failed skip, would go on reading the segment's bytes as markers (fuzz
+            // finding: a DHT of more than 256 codes hidden in an APP0's length); a file
+            // seeks there and reads EOF. Both give this one error (no image follows).
+            int next = EOF;
+            if (left > 0 && std::fseek(f, left, SEEK_CUR) == 0) next = get();
+            else if (left <= 0) next = get();
+            if (next == EOF)
+                return "corrupt JPEG: a segment of " + std::to_string(left) +
+                       " bytes runs to or past the end of the data";
+            std::ungetc(next, f);
             continue;
         }
         // DQT, SOF, SOS: stb checks that their contents fill the declared length, so

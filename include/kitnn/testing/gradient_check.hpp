@@ -198,7 +198,11 @@ inline GradientReport check_layer_gradients(Layer<double>& layer, const Shape& i
     const auto params = layer.params();
     std::vector<Tensor<double>> noise, first;
     for (auto* p : params) {
-        Tensor<double> g = detail::random_tensor(1, Shape{p->grad.size()}, rng);
+        // Shaped like the gradient (not (1, size)): it is subtracted from it below, and
+        // Eigen checks (without NDEBUG) that both sides of a difference have one shape.
+        const Tensor<double> r = detail::random_tensor(1, Shape{p->grad.size()}, rng);
+        Tensor<double> g(p->grad.dimensions());
+        std::copy(r.data(), r.data() + r.size(), g.data());
         std::copy(g.data(), g.data() + g.size(), p->grad.data());
         noise.push_back(g);
     }
@@ -291,7 +295,11 @@ inline GradientReport check_model_gradients(Sequential<double>& model, const Ten
     const auto params = model.params();
     std::vector<Tensor<double>> noise;
     for (auto* p : params) {
-        Tensor<double> g = detail::random_tensor(1, Shape{p->grad.size()}, rng);
+        // Shaped like the gradient (not (1, size)): it is subtracted from it below, and
+        // Eigen checks (without NDEBUG) that both sides of a difference have one shape.
+        const Tensor<double> r = detail::random_tensor(1, Shape{p->grad.size()}, rng);
+        Tensor<double> g(p->grad.dimensions());
+        std::copy(r.data(), r.data() + r.size(), g.data());
         std::copy(g.data(), g.data() + g.size(), p->grad.data());
         noise.push_back(g);
     }
