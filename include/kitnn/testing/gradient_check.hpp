@@ -93,6 +93,20 @@ inline Tensor<double> random_tensor(Eigen::Index n, const Shape& s, Rng& rng) {
     return t;
 }
 
+// The accumulation sentinel: fills every parameter gradient with Gaussian noise and
+// returns the noise, shaped like each gradient (it is subtracted from it afterwards, and
+// Eigen checks, without NDEBUG, that both sides of a difference have one shape).
+inline std::vector<Tensor<double>> fill_with_noise(const std::vector<Param<double>*>& params, Rng& rng) {
+    std::vector<Tensor<double>> noise;
+    for (auto* p : params) {
+        Tensor<double> g(p->grad.dimensions());
+        for (Eigen::Index i = 0; i < g.size(); ++i) g.data()[i] = rng.normal();
+        std::copy(g.data(), g.data() + g.size(), p->grad.data());
+        noise.push_back(std::move(g));
+    }
+    return noise;
+}
+
 // Every random generator of the layer and of the layers nested in it.
 inline void collect_generators(Layer<double>& l, std::vector<Rng*>& out) {
     if (Rng* g = l.generator()) out.push_back(g);
@@ -196,16 +210,8 @@ inline GradientReport check_layer_gradients(Layer<double>& layer, const Shape& i
 
     // Sentinels: noise in the parameter gradients, NaN in dx.
     const auto params = layer.params();
-    std::vector<Tensor<double>> noise, first;
-    for (auto* p : params) {
-        // Shaped like the gradient (not (1, size)): it is subtracted from it below, and
-        // Eigen checks (without NDEBUG) that both sides of a difference have one shape.
-        const Tensor<double> r = detail::random_tensor(1, Shape{p->grad.size()}, rng);
-        Tensor<double> g(p->grad.dimensions());
-        std::copy(r.data(), r.data() + r.size(), g.data());
-        std::copy(g.data(), g.data() + g.size(), p->grad.data());
-        noise.push_back(g);
-    }
+    const std::vector<Tensor<double>> noise = detail::fill_with_noise(params, rng);
+    std::vector<Tensor<double>> first;
     const auto ic = in.chw();
     Tensor<double> dx(o.batch, ic[0], ic[1], ic[2]);
     dx.setConstant(std::numeric_limits<double>::quiet_NaN());
@@ -293,16 +299,7 @@ inline GradientReport check_model_gradients(Sequential<double>& model, const Ten
     };
     Rng rng(o.seed);
     const auto params = model.params();
-    std::vector<Tensor<double>> noise;
-    for (auto* p : params) {
-        // Shaped like the gradient (not (1, size)): it is subtracted from it below, and
-        // Eigen checks (without NDEBUG) that both sides of a difference have one shape.
-        const Tensor<double> r = detail::random_tensor(1, Shape{p->grad.size()}, rng);
-        Tensor<double> g(p->grad.dimensions());
-        std::copy(r.data(), r.data() + r.size(), g.data());
-        std::copy(g.data(), g.data() + g.size(), p->grad.data());
-        noise.push_back(g);
-    }
+    const std::vector<Tensor<double>> noise = detail::fill_with_noise(params, rng);
     loss();
     Tensor<double> dlogits;
     ce.backward(dlogits);
