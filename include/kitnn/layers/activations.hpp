@@ -63,7 +63,7 @@ protected:
         dx = (x > T(0)).select(dy, T(0));
     }
 };
-KITNN_REGISTER_LAYER(ReLU);
+KITNN_LIBRARY_LAYER(ReLU);
 
 // Keras's LeakyReLU, default alpha 0.3: y = x for x > 0, alpha * x otherwise. Backward
 // from the output: for alpha >= 0, y > 0 exactly when x > 0, so dx = dy where y > 0,
@@ -98,7 +98,7 @@ protected:
 private:
     double alpha_;
 };
-KITNN_REGISTER_LAYER(LeakyReLU);
+KITNN_LIBRARY_LAYER(LeakyReLU);
 
 // y = tanh(x). Backward from the output: tanh'(x) = 1 - y^2, no second tanh.
 template <class T>
@@ -118,7 +118,7 @@ protected:
         dx = dy * (T(1) - y.square());
     }
 };
-KITNN_REGISTER_LAYER(Tanh);
+KITNN_LIBRARY_LAYER(Tanh);
 
 // y = 1 / (1 + exp(-x)), stable for any x: with e = exp(-|x|) in (0, 1],
 //   x >= 0: y = 1 / (1 + e)        x < 0: y = e / (1 + e)
@@ -143,7 +143,7 @@ protected:
         dx = dy * y * (T(1) - y);
     }
 };
-KITNN_REGISTER_LAYER(Sigmoid);
+KITNN_LIBRARY_LAYER(Sigmoid);
 
 // GELU, exact (Keras's default approximate=False, PyTorch's default):
 //   y = x * Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
@@ -167,7 +167,7 @@ protected:
         });
     }
 };
-KITNN_REGISTER_LAYER(GELU);
+KITNN_LIBRARY_LAYER(GELU);
 
 // SiLU (swish): y = x * sigmoid(x), dy/dx = s + x * s * (1 - s) = s + y * (1 - s),
 // s = sigmoid(x) recomputed in backward (stable for any x, see Sigmoid).
@@ -188,6 +188,6 @@ protected:
         dx = dy * (s + y * (T(1) - s));
     }
 };
-KITNN_REGISTER_LAYER(SiLU);
+KITNN_LIBRARY_LAYER(SiLU);
 
 }  // namespace kitnn

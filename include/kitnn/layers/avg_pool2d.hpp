@@ -85,6 +85,6 @@ private:
     using Base::ph_, Base::pw_, Base::oh_, Base::ow_, Base::rows_, Base::cols_;
     Eigen::Index win_ = 0;  // most real pixels in a window (work estimate for threading)
 };
-KITNN_REGISTER_LAYER(AvgPool2D);
+KITNN_LIBRARY_LAYER(AvgPool2D);
 
 }  // namespace kitnn

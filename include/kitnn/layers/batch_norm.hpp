@@ -268,6 +268,6 @@ private:
     double m_total_ = 0;                    // values per channel of the whole batch (last forward)
     std::vector<double> sums_, sq_, bsums_; // (C + 1), (C), (2C) the sums that are reduced
 };
-KITNN_REGISTER_LAYER(BatchNorm);
+KITNN_LIBRARY_LAYER(BatchNorm);
 
 }  // namespace kitnn

@@ -285,6 +285,6 @@ private:
     bool sealed_ = false;  // built: no more branches
     std::vector<std::unique_ptr<Chain<T>>> chains_;
 };
-KITNN_REGISTER_LAYER(Branches);
+KITNN_LIBRARY_LAYER(Branches);
 
 }  // namespace kitnn

@@ -354,6 +354,6 @@ private:
     Im2colGeometry g_;                   // input, output, padding and layout, once built
     Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1) (zero if !use_bias_)
 };
-KITNN_REGISTER_LAYER(Conv2D);
+KITNN_LIBRARY_LAYER(Conv2D);
 
 }  // namespace kitnn

@@ -106,6 +106,6 @@ private:
     Param<T> kernel_, bias_;
     MatrixRM<T> dz_;  // (N, OUT) workspace for the masked gradient
 };
-KITNN_REGISTER_LAYER(Dense);
+KITNN_LIBRARY_LAYER(Dense);
 
 }  // namespace kitnn

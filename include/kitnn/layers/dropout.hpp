@@ -123,6 +123,6 @@ private:
     Eigen::Matrix<T, Eigen::Dynamic, 1> mask_;  // (N * features)
     std::vector<std::uint32_t> halves_;         // (N * features + 2) the draws' 32-bit halves
 };
-KITNN_REGISTER_LAYER(Dropout);
+KITNN_LIBRARY_LAYER(Dropout);
 
 }  // namespace kitnn

@@ -29,6 +29,6 @@ public:
 protected:
     Shape do_build(const Shape& in, Rng&) override { return Shape::flat(in.size()); }
 };
-KITNN_REGISTER_LAYER(Flatten);
+KITNN_LIBRARY_LAYER(Flatten);
 
 }  // namespace kitnn

@@ -50,6 +50,6 @@ protected:
         return Shape::flat(in.c());
     }
 };
-KITNN_REGISTER_LAYER(GlobalAvgPool2D);
+KITNN_LIBRARY_LAYER(GlobalAvgPool2D);
 
 }  // namespace kitnn

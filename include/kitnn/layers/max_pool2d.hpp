@@ -123,6 +123,6 @@ private:
     bool fast_2x2_ = false;
     std::vector<std::int32_t> argmax_;  // (N, C, OH, OW)
 };
-KITNN_REGISTER_LAYER(MaxPool2D);
+KITNN_LIBRARY_LAYER(MaxPool2D);
 
 }  // namespace kitnn

@@ -52,6 +52,6 @@ protected:
         return in;
     }
 };
-KITNN_REGISTER_LAYER(Softmax);
+KITNN_LIBRARY_LAYER(Softmax);
 
 }  // namespace kitnn
