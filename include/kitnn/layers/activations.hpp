@@ -8,7 +8,7 @@
 //   apply(x, y)                 y  = f(x)
 //   gradient(x, y, dy, dx)      dx = dy * f'(x)   (from x or from y, whichever is cheaper)
 // A new activation is a class here (or in its own file) with kType, those two
-// functions and KITNN_REGISTER_LAYER; a test line in tests/test_conformance.cpp then
+// functions and KITNN_LIBRARY_LAYER; a test line in tests/test_conformance.cpp then
 // puts it through the gradient check and the other conformance checks.
 #pragma once
 

@@ -9,7 +9,7 @@
 //       std::string type() const override { return kType; }
 //       ...
 //   };
-//   KITNN_REGISTER_LAYER(GELU);
+//   KITNN_LIBRARY_LAYER(GELU);     // KITNN_REGISTER_LAYER(GELU) outside the library
 //
 // and the model loader (io/model_file.hpp), clone_model, make_layer and the
 // conformance test (kitnn/testing/conformance.hpp) find it here. A layer from outside
