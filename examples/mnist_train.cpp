@@ -1,11 +1,11 @@
 // mnist_train — the exercise: train a CNN on MNIST, keep the best model, test it.
 //
-//   mnist_train [--model keck|lenet5|kerascnn|best] [--epochs N] [--batch N] [--lr X]
+//   mnist_train [--model keck|lenet5|kerascnn|best|fast] [--epochs N] [--batch N] [--lr X]
 //               [--val-split F] [--schedule S] [--augment A] [--early-stopping N]
 //               [--weight-decay W] [--seed 1] [--threads N] [--replicas N] [--data DIR]
 //               [--out DIR] [--dataset mnist|fashion] [--report DIR] [--resume OUT/last.kitnn]
 //
-// With several threads, small models (keck, lenet5) train with each batch split across
+// With several threads, small models (keck, lenet5, fast) train with each batch split across
 // one model replica per thread (train/data_parallel.hpp); --replicas 1 turns that off.
 //
 // Each model comes with a recipe (zoo.hpp: zoo::recipe) for the flags not given;
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
     std::string progress = "auto", schedule = "constant", augment = "none";
     std::string dataset = "mnist", report_dir;
     app.add_option("--model", model_name,
-                   "network: keck (the exercise's), lenet5, kerascnn, best; each comes with its "
+                   "network: keck (the exercise's), lenet5, kerascnn, best, fast; each comes with its "
                    "own recipe (epochs, rate, schedule, augmentation; see docs/models.md) which "
                    "the flags below override")
         ->check(CLI::IsMember(zoo::mnist_models()))->capture_default_str();
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
     int replicas = 0;
     app.add_option("--replicas", replicas,
                    "split each batch across N model replicas, one per thread (0 = automatic: one per thread, "
-                   "at most 8, for models under 2 M multiply-adds per sample without BatchNorm; 1 = off)")
+                   "at most 8, for models under 2 M multiply-adds per sample, BatchNorm synchronised; 1 = off)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_option("--limit", limit, "use only the first N training images (0 = all), for quick runs")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes tests/data/handwriting/: a labelled set of synthetic handwritten digits in the
 styles MNIST under-represents, to measure how a model trained on MNIST reads them
-(docs/own-digits.md, section 8).
+(docs/own-digits.md, section 7).
 
 Why synthetic, and what it is: this machine has no camera and no human hand, and every
 public handwriting set other than MNIST is out of reach offline. A set made *from* MNIST
@@ -12,9 +12,9 @@ stick, with a flag, with a flag and a base (serif), 2s with and without a loop, 
 3s, straight and curved stems of 6 and 9, 8 as two loops or one figure-eight stroke, and
 so on (STYLES below). Every sample then varies the way hands and pens do: the path is
 bent by a smooth random displacement (no two strokes alike), the digit is slanted
-(-20..+17 degrees), rotated (+-8), stretched (width 0.75-1.3x), sized (45-90 % of the
-canvas) and placed anywhere; the pen is 2-16 % of the digit's height (fine liner to
-marker); ink and paper levels, paper noise and blur vary, one image in six is light ink
+(-27..+24 degrees), rotated (+-12), stretched (width 0.65-1.4x), sized (35-90 % of the
+canvas) and placed anywhere; the pen is 2-22 % of the digit's height (fine liner to
+thick marker); ink and paper levels, paper noise and blur vary, one image in six is light ink
 on a dark ground. What it does not have: real people's idiosyncrasies beyond these
 templates, photos (perspective, ruled paper, shadows).
 
@@ -137,12 +137,12 @@ def smooth_field(rng, amp):
 def render(label, style, strokes, rng):
     W = int(rng.choice([80, 96, 112]))
     H = int(rng.choice([W, W, int(W * 1.25)]))
-    field = smooth_field(rng, rng.uniform(0.01, 0.05))
-    slant = rng.uniform(-0.36, 0.30)        # shear: x += slant * (0.5 - y)  (+ leans right)
-    rot = math.radians(rng.uniform(-8, 8))
-    widen = rng.uniform(0.75, 1.3)
-    height = rng.uniform(0.45, 0.9) * min(W, H)
-    pen = rng.uniform(0.02, 0.16) * height
+    field = smooth_field(rng, rng.uniform(0.01, 0.07))
+    slant = rng.uniform(-0.5, 0.45)        # shear: x += slant * (0.5 - y)  (+ leans right)
+    rot = math.radians(rng.uniform(-12, 12))
+    widen = rng.uniform(0.65, 1.4)
+    height = rng.uniform(0.35, 0.9) * min(W, H)
+    pen = rng.uniform(0.02, 0.22) * height
     pts_all = []
     for s in strokes:
         q = []

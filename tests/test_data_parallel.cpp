@@ -211,7 +211,7 @@ TEST_CASE("DataParallel: a non-finite gradient stops before any update", "[data_
     CHECK_THROWS_WITH(dp.step(adam, x, std::vector<std::uint8_t>(5)), Catch::Contains("5 labels for 6 samples"));
 }
 
-TEST_CASE("DataParallel: BatchNorm only when asked for, and the automatic choice", "[data_parallel]") {
+TEST_CASE("DataParallel: BatchNorm synchronised, and the automatic choice", "[data_parallel]") {
     Sequential<float> bn(Shape::image(1, 8, 8));
     bn.add<Conv2D>(2, K{3, 3});
     bn.add<BatchNorm>();
@@ -219,8 +219,7 @@ TEST_CASE("DataParallel: BatchNorm only when asked for, and the automatic choice
     bn.add<Dense>(3);
     CHECK(DataParallel<float>::supported(bn));  // synchronised BatchNorm
     CHECK(DataParallel<float>::has_batch_stats(bn));
-    CHECK(choose_replicas(bn, 0) == 1);  // automatic: no replicas for BatchNorm (barriers)
-    CHECK(choose_replicas(bn, 2) == 2);  // asked for: synchronised
+    CHECK(choose_replicas(bn, 2) == 2);
     CHECK_THROWS_AS(choose_replicas(bn, -1), std::invalid_argument);
 
     auto keck = zoo::mnist_model<float>("keck", 1), kerascnn = zoo::mnist_model<float>("kerascnn", 1);
@@ -230,7 +229,10 @@ TEST_CASE("DataParallel: BatchNorm only when asked for, and the automatic choice
     const int saved = max_threads();
     set_threads(2);
     CHECK(choose_replicas(keck, 0) == (max_threads() > 1 ? 2 : 1));
+    CHECK(choose_replicas(bn, 0) == (max_threads() > 1 ? 2 : 1));  // BatchNorm too: synchronised
     CHECK(choose_replicas(kerascnn, 0) == 1);  // 12 M multiply-adds per sample: threads inside layers
+    auto best = zoo::mnist_model<float>("best", 1);
+    CHECK(choose_replicas(best, 0) == 1);      // 3.8 M
     set_threads(saved);
 }
 

@@ -82,7 +82,7 @@ def check_mnist(kitnn_onnx, mnist_train, probe, work):
     x = mnist_test_images(mnist)
     x.tofile(os.path.join(work, "t10k.f32"))
     failed = False
-    for name in ("keck", "lenet5", "kerascnn", "best"):
+    for name in ("keck", "lenet5", "kerascnn", "best", "fast"):
         out = os.path.join(work, name)
         t_train = run(mnist_train, "--model", name, "--data", mnist, "--epochs", 1,
                       "--limit", 1000, "--val-split", 0.1, "--out", out, "--progress", "plain", "--seed", 1)

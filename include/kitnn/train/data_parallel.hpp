@@ -522,16 +522,18 @@ constexpr int kMaxAutoReplicas = 8;
 
 // How many replicas a training loop should use. requested: 0 = automatic (one per
 // thread, at most kMaxAutoReplicas, when there are several threads, the model is
-// supported, has no BatchNorm (synchronising it costs barriers; asked for explicitly it
-// works) and is under kDataParallelMaxMacs multiply-adds per sample; else 1),
+// supported and under kDataParallelMaxMacs multiply-adds per sample; else 1),
 // 1 = none, N >= 2 = N (throws std::invalid_argument if the model is not supported).
+// BatchNorm models included: their statistics are synchronised across the replicas
+// (three small reductions per layer and step), and on a small one that still pays (the
+// zoo's `fast`, 1.6 M multiply-adds: 2 replicas train 13 % faster than threads inside
+// the layers, measured 2026-12-01).
 template <class T>
 int choose_replicas(Sequential<T>& model, int requested) {
     if (requested < 0) throw std::invalid_argument("replicas must be >= 0 (0 = automatic)");
     if (requested == 0) {
         const int threads = std::min(max_threads(), kMaxAutoReplicas);
-        return threads > 1 && model.macs() <= kDataParallelMaxMacs && DataParallel<T>::supported(model) &&
-                       !DataParallel<T>::has_batch_stats(model)
+        return threads > 1 && model.macs() <= kDataParallelMaxMacs && DataParallel<T>::supported(model)
                    ? threads
                    : 1;
     }
