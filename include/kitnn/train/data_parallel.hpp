@@ -525,9 +525,9 @@ constexpr int kMaxAutoReplicas = 8;
 // supported and under kDataParallelMaxMacs multiply-adds per sample; else 1),
 // 1 = none, N >= 2 = N (throws std::invalid_argument if the model is not supported).
 // BatchNorm models included: their statistics are synchronised across the replicas
-// (three small reductions per layer and step), and on a small one that still pays (the
-// zoo's `fast`, 1.6 M multiply-adds: 2 replicas train 13 % faster than threads inside
-// the layers, measured 2026-12-01).
+// (three small reductions per layer and step), and on a small one that still pays (a
+// 1.55 M multiply-add variant of the zoo's `fast`: 2 replicas trained 13 % faster than
+// threads inside the layers, measured 2026-12-01, docs/models.md).
 template <class T>
 int choose_replicas(Sequential<T>& model, int requested) {
     if (requested < 0) throw std::invalid_argument("replicas must be >= 0 (0 = automatic)");
