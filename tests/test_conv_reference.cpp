@@ -343,3 +343,47 @@ TEST_CASE("MaxPool2D matches a direct-loop reference (forward and dx)", "[maxpoo
         check_pool(c, seed++, true);  // ties: first maximum in row-major order wins
     }
 }
+
+TEST_CASE("Conv2D strips (outputs over 32x32 pixels) match the direct-loop reference", "[conv2d][reference][strips]") {
+    const auto V = Padding::valid, S = Padding::same;
+    const auto L = Activation::linear, R = Activation::relu;
+    // n, c, h, w, filters, kh, kw, stride, padding, activation. Each is checked at batch n
+    // and n + 2: one image (its strips split across the threads) and several.
+    const ConvSpec cases[] = {
+        {1, 3, 40, 36, 5, 3, 3, 1, S, R},    // VGG-like 3x3 same: halo rows shared by strips
+        {1, 4, 34, 34, 6, 1, 1, 1, V, L},    // 1x1: the GEMM reads x itself, dx written directly
+        {2, 2, 70, 66, 3, 3, 3, 2, S, R},    // stride 2 (35x33 out), padding split 0/1
+        {1, 2, 50, 40, 4, 7, 1, 1, S, L},    // 7x1 (Inception-B): strips at least 7 rows
+        {1, 2, 40, 50, 4, 1, 7, 1, S, R},    // 1x7
+        {2, 5, 33, 40, 4, 5, 5, 1, V, R},    // valid 5x5, 29x36 out
+        {1, 3, 75, 75, 4, 3, 3, 2, V, L},    // Inception's stem shape, smaller: 37x37 out
+        {1, 3, 260, 36, 2, 3, 3, 1, S, R},   // many strips of few rows (4 taps x 36 columns)
+    };
+    struct Restore {
+        int n = max_threads();
+        ~Restore() { set_threads(n); }
+    } restore;
+    for (int threads : {1, 2, 3}) {
+        set_threads(threads);
+        INFO(threads << " thread(s)");
+        std::uint64_t seed = 500;
+        for (const auto& c : cases) {
+            Rng rng(1);
+            Conv2D<double> conv(c.f, {c.kh, c.kw}, c.act, c.pad, c.stride);
+            conv.build(Shape::image(c.c, c.h, c.w), rng);
+            INFO(describe(c));
+            CHECK(conv.strips());
+            check_conv(c, seed++);
+        }
+    }
+    // Forcing the wide layout leaves strips (they need the rows layout); 32x32 outputs
+    // (MNIST-sized and smaller) never use them.
+    Rng rng(2);
+    Conv2D<float> wide(4, {3, 3}, R, S), small(4, {3, 3}, R, S);
+    wide.build(Shape::image(2, 40, 40), rng);
+    CHECK(wide.strips());
+    wide.set_im2col(Im2col::wide);
+    CHECK_FALSE(wide.strips());
+    small.build(Shape::image(2, 32, 32), rng);
+    CHECK_FALSE(small.strips());
+}

@@ -132,6 +132,8 @@ public:
     }
     // The layout in use once built: rows or wide.
     Im2col im2col_layout() const { return g_.wide ? Im2col::wide : Im2col::rows; }
+    // True when the layer works on strips of output rows (large images, see the header).
+    bool strips() const { return strips_; }
 
     int pad_top() const { return g_.pt; }
     int pad_left() const { return g_.pl; }
@@ -144,6 +146,7 @@ public:
         const Eigen::Index N = x.dimension(0), P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc();
         ensure(y, N, this->out_);
         if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
+        if (strips_) return forward_strips(x, y);
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
         const Eigen::Index ckk = g_.ckk(), image = g_.c * g_.h * g_.w;
@@ -180,6 +183,7 @@ public:
         const Eigen::Index N = dy.dimension(0), P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc();
         if (dx) ensure(*dx, N, this->in_);
         if (N == 0) return;
+        if (strips_) return backward_strips(x, y, dy, dx);
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
         const Eigen::Index ckk = g_.ckk(), image = g_.c * g_.h * g_.w;
@@ -332,6 +336,148 @@ private:
         return plan;
     }
 
+    // ---- Strips: large images (more than kStripPixels output pixels), rows layout ----
+    // A unit of work is (image n, strip s): output rows [s*sr, min(OH, (s+1)*sr)).
+    //   col : (CKK, S)      im2col of the strip, S = rows*OW columns (1x1 stride-1
+    //                       unpadded layers read x itself: col = x_n[:, strip], no copy)
+    //   y   : (F, S) block of y_n, outer stride P = Wm * col, written by the GEMM in
+    //                       place (no ym copy), then bias and activation over it
+    // Why: one 224x224 image's im2col is up to 576 x 50,176 floats (116 MB) for VGG-16,
+    // written and read through DRAM, and a batch of one gave the GEMM no chunk to run
+    // in parallel. A strip's col stays within a few MB, and the strips of even one image
+    // run on all threads, each with a single-threaded GEMM of >= kStripMinCols columns.
+    // Backward per unit: dym (F, S) = dy * act'(y); dW += dym col^T; db += rowsum(dym);
+    // dcol = Wm^T dym over col; col2im ADDS it into dx_n. Neighbouring strips share the
+    // kernel's halo rows of dx, so even strips run first (all in parallel), then odd
+    // ones: sr*stride >= KH keeps strips s and s+2 apart.
+    static constexpr Eigen::Index kStripPixels = 1024;    // > 32x32 outputs: MNIST never
+    static constexpr Eigen::Index kStripCol = Eigen::Index(1) << 18;  // col elements (1 MB float)
+    static constexpr Eigen::Index kStripMinCols = 256;
+
+    bool pointwise() const { return kh_ == 1 && kw_ == 1 && stride_ == 1 && g_.pt == 0 && g_.pl == 0; }
+
+    struct StripPlan {
+        Eigen::Index rows, per_image, units;  // output rows per strip, strips per image, N * per_image
+        int threads;
+    };
+    StripPlan make_strip_plan(Eigen::Index N) {
+        const Eigen::Index ckk = g_.ckk(), OH = g_.oh, OW = g_.ow;
+        const Eigen::Index cols = std::max(kStripMinCols, kStripCol / ckk);
+        const Eigen::Index min_rows = (kh_ + stride_ - 1) / stride_;  // sr*stride >= KH
+        Eigen::Index sr = std::clamp<Eigen::Index>(cols / OW, std::min<Eigen::Index>(min_rows, OH), OH);
+        Eigen::Index per = (OH + sr - 1) / sr;
+        const int threads = threads_for(N * per, std::int64_t(N) * filters_ * ckk * OH * OW);
+        if (N < threads && per % threads) {  // one image: strips in whole rounds of threads
+            const Eigen::Index even = (per + threads - 1) / threads * threads;
+            const Eigen::Index r = (OH + even - 1) / even;
+            if (r >= std::min<Eigen::Index>(min_rows, OH)) sr = r;
+            per = (OH + sr - 1) / sr;
+        }
+        StripPlan p{sr, per, N * per, int(std::min<Eigen::Index>(threads, N * per))};
+        if (work_.size() < size_t(p.threads)) work_.resize(size_t(p.threads));
+        for (int t = 0; t < p.threads; ++t) {
+            Workspace& w = work_[size_t(t)];
+            w.col.resize(ckk * sr * OW);
+            w.ym.resize(filters_ * sr * OW);
+            w.dW.resize(filters_, ckk);
+            w.db.resize(filters_);
+        }
+        return p;
+    }
+
+    void forward_strips(const Tensor<T>& x, Tensor<T>& y) {
+        const Eigen::Index N = x.dimension(0), P = g_.oh * g_.ow, OW = g_.ow, ckk = g_.ckk();
+        const Eigen::Index image = g_.c * g_.h * g_.w;
+        const StripPlan plan = make_strip_plan(N);
+        const GemmThreads gemm_threads(std::int64_t(filters_) * ckk * plan.rows * OW);
+        ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
+        const T* b = bias_.value.data();
+        const bool direct = pointwise();
+        parallel_for_threads(plan.units, plan.threads, [&](std::int64_t u, int t) {
+            const Eigen::Index n = u / plan.per_image, o0 = (u % plan.per_image) * plan.rows;
+            const Eigen::Index o1 = std::min(g_.oh, o0 + plan.rows), S = (o1 - o0) * OW;
+            Workspace& w = work_[size_t(t)];
+            StridedMap yb(y.data() + n * filters_ * P + o0 * OW, filters_, S, Stride(P, 1));
+            if (direct) {
+                ConstStridedMap col(x.data() + n * image + o0 * OW, ckk, S, Stride(P, 1));
+                yb.noalias() = Wm * col;
+            } else {
+                g_.im2col_rows(x.data() + n * image, w.col.data(), S, o0, o1);
+                yb.noalias() = Wm * MatMap<T>(w.col.data(), ckk, S);
+            }
+            for (Eigen::Index f = 0; f < filters_; ++f) {
+                T* r = yb.data() + f * P;
+                const T bf = b[f];
+                if (act_ == Activation::relu)
+                    for (Eigen::Index p = 0; p < S; ++p) r[p] = std::max(r[p] + bf, T(0));
+                else if (bf != T(0))
+                    for (Eigen::Index p = 0; p < S; ++p) r[p] += bf;
+            }
+        });
+    }
+
+    void backward_strips(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) {
+        const Eigen::Index N = dy.dimension(0), P = g_.oh * g_.ow, OW = g_.ow, ckk = g_.ckk();
+        const Eigen::Index image = g_.c * g_.h * g_.w;
+        const StripPlan plan = make_strip_plan(N);
+        const GemmThreads gemm_threads(std::int64_t(filters_) * ckk * plan.rows * OW);
+        ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
+        for (int t = 0; t < plan.threads; ++t) {
+            work_[size_t(t)].dW.setZero();
+            work_[size_t(t)].db.setZero();
+        }
+        const bool direct = pointwise();
+        if (dx) parallel_for(N, std::int64_t(N) * image, [&](std::int64_t n) {
+            std::fill(dx->data() + n * image, dx->data() + (n + 1) * image, T(0));
+        });
+        // Units of one parity: (n, s) with s = 2k + phase.
+        for (int phase = 0; phase < 2; ++phase) {
+            const Eigen::Index per = (plan.per_image - phase + 1) / 2;  // strips of this parity
+            if (per == 0) continue;
+            const int threads = int(std::min<Eigen::Index>(plan.threads, N * per));
+            parallel_for_threads(N * per, threads, [&](std::int64_t u, int t) {
+                const Eigen::Index n = u / per, o0 = (2 * (u % per) + phase) * plan.rows;
+                const Eigen::Index o1 = std::min(g_.oh, o0 + plan.rows), S = (o1 - o0) * OW;
+                Workspace& w = work_[size_t(t)];
+                MatMap<T> dym(w.ym.data(), filters_, S), col(w.col.data(), ckk, S);
+                for (Eigen::Index f = 0; f < filters_; ++f) {
+                    const Eigen::Index at = (n * filters_ + f) * P + o0 * OW;
+                    const T *g = dy.data() + at, *o = y.data() + at;
+                    T* d = dym.data() + f * S;
+                    if (act_ == Activation::relu)
+                        for (Eigen::Index p = 0; p < S; ++p) d[p] = o[p] > T(0) ? g[p] : T(0);
+                    else
+                        std::copy(g, g + S, d);
+                }
+                if (direct) {
+                    ConstStridedMap xs(x.data() + n * image + o0 * OW, ckk, S, Stride(P, 1));
+                    w.dW.noalias() += dym * xs.transpose();
+                } else {
+                    g_.im2col_rows(x.data() + n * image, col.data(), S, o0, o1);
+                    w.dW.noalias() += dym * col.transpose();
+                }
+                if (use_bias_) w.db += dym.rowwise().sum();
+                if (!dx) return;
+                if (direct) {
+                    StridedMap dxs(dx->data() + n * image + o0 * OW, ckk, S, Stride(P, 1));
+                    dxs.noalias() = Wm.transpose() * dym;  // 1x1: dcol is dx itself
+                } else {
+                    col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
+                    g_.col2im_rows_add(col.data(), S, dx->data() + n * image, o0, o1);
+                }
+            });
+        }
+        MatMap<T> dW(kernel_.grad.data(), filters_, ckk);
+        VecMap<T> db(bias_.grad.data(), filters_);
+        for (int t = 0; t < plan.threads; ++t) {
+            dW += work_[size_t(t)].dW;
+            db += work_[size_t(t)].db;
+        }
+    }
+    using Stride = Eigen::Stride<Eigen::Dynamic, 1>;
+    using StridedMap = Eigen::Map<MatrixRM<T>, Eigen::Unaligned, Stride>;
+    using ConstStridedMap = Eigen::Map<const MatrixRM<T>, Eigen::Unaligned, Stride>;
+
     void choose_layout() {
         bool w = false;
         if (im2col_ == Im2col::wide) w = true;
@@ -340,8 +486,10 @@ private:
             // (lenet5's first, the `best` model's) and short output rows (lenet5's second,
             // 10 pixels); rows wins for keck (27 pixels, 4 taps, no padding) and ties for
             // kerascnn (26 and 24 pixels), where the extra columns cost as much as they save.
-            w = g_.pt > 0 || g_.pl > 0 || g_.ow <= 16;
+            // Large images (strips) take rows: a strip's GEMM then writes y in place.
+            w = (g_.pt > 0 || g_.pl > 0 || g_.ow <= 16) && g_.oh * g_.ow <= kStripPixels;
         g_.wide = w;
+        strips_ = !w && g_.oh * g_.ow > kStripPixels;
         work_.clear();  // resized for the new layout at the next pass
     }
 
@@ -352,6 +500,7 @@ private:
     bool use_bias_;
     Im2col im2col_ = Im2col::automatic;  // as asked; g_.wide says which layout was chosen
     Im2colGeometry g_;                   // input, output, padding and layout, once built
+    bool strips_ = false;                // strips of output rows (large images), rows layout
     Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1) (zero if !use_bias_)
 };
 KITNN_LIBRARY_LAYER(Conv2D);

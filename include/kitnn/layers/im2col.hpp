@@ -67,16 +67,19 @@ struct Im2colGeometry {
         else col2im_rows(dcol, ld, dxn);
     }
 
-private:
+    // Strips (rows layout only): the columns of output rows [o0, o1) alone, column
+    // (o - o0)*OW + ow. col2im_rows_add ADDS the strip's taps into dx_n (no zeroing):
+    // neighbouring strips read some input rows in common (the kernel's halo), so the
+    // caller zeroes dx_n once and never runs two strips that share rows at the same time.
     template <class T>
-    void im2col_rows(const T* xn, T* col, Eigen::Index ld) const {
+    void im2col_rows(const T* xn, T* col, Eigen::Index ld, Eigen::Index o0, Eigen::Index o1) const {
         for (Eigen::Index ch = 0; ch < c; ++ch)
             for (int ki = 0; ki < kh; ++ki)
                 for (int kj = 0; kj < kw; ++kj) {
-                    T* dst = col + ((ch * kh + ki) * kw + kj) * ld;
+                    T* dst = col + ((ch * kh + ki) * kw + kj) * ld - o0 * ow;
                     const T* plane = xn + ch * h * w;
                     const auto [ow0, ow1] = inside(kj);
-                    for (Eigen::Index o = 0; o < oh; ++o) {
+                    for (Eigen::Index o = o0; o < o1; ++o) {
                         const Eigen::Index ih = o * stride + ki - pt;
                         T* d = dst + o * ow;
                         if (ih < 0 || ih >= h) {
@@ -93,17 +96,15 @@ private:
                     }
                 }
     }
-
     template <class T>
-    void col2im_rows(const T* dcol, Eigen::Index ld, T* dxn) const {
-        std::fill(dxn, dxn + c * h * w, T(0));
+    void col2im_rows_add(const T* dcol, Eigen::Index ld, T* dxn, Eigen::Index o0, Eigen::Index o1) const {
         for (Eigen::Index ch = 0; ch < c; ++ch)
             for (int ki = 0; ki < kh; ++ki)
                 for (int kj = 0; kj < kw; ++kj) {
-                    const T* src = dcol + ((ch * kh + ki) * kw + kj) * ld;
+                    const T* src = dcol + ((ch * kh + ki) * kw + kj) * ld - o0 * ow;
                     T* plane = dxn + ch * h * w;
                     const auto [ow0, ow1] = inside(kj);
-                    for (Eigen::Index o = 0; o < oh; ++o) {
+                    for (Eigen::Index o = o0; o < o1; ++o) {
                         const Eigen::Index ih = o * stride + ki - pt;
                         if (ih < 0 || ih >= h) continue;
                         T* row = plane + ih * w + kj - pl;  // row[ow * stride]
@@ -114,6 +115,15 @@ private:
                             for (Eigen::Index j = ow0; j < ow1; ++j) row[j * stride] += s[j];
                     }
                 }
+    }
+
+private:
+    template <class T>
+    void im2col_rows(const T* xn, T* col, Eigen::Index ld) const { im2col_rows(xn, col, ld, 0, oh); }
+    template <class T>
+    void col2im_rows(const T* dcol, Eigen::Index ld, T* dxn) const {
+        std::fill(dxn, dxn + c * h * w, T(0));
+        col2im_rows_add(dcol, ld, dxn, 0, oh);
     }
 
     template <class T>

@@ -1,0 +1,204 @@
+// kitnn_bench_imagenet — the ImageNet-sized zoo networks (zoo_imagenet.hpp: alexnet,
+// vgg16, inception_v4) timed like their PyTorch counterpart (benchmarks/torch_imagenet.py),
+// so that benchmarks/compare_imagenet.sh can run the two alternately:
+//
+//   kitnn_bench_imagenet --model vgg16 --batch 8 --mode forward|train [--repeats 5] [--threads 2]
+//   kitnn_bench_imagenet --layers [--model vgg16] [--batch 1] [--markdown]
+//
+// forward: inference mode (no dropout, BatchNorm from its moving statistics), random
+//   N(0, 1) input of (batch, 3, 224, 224) (inception_v4: 299x299), float.
+// train: one training step as mnist_train runs it (train_step: forward in training mode,
+//   fused softmax + cross-entropy against random labels, zero_grad, backward, Adam).
+// Both: one untimed warm-up (it sizes every buffer and workspace), then the median of
+// --repeats timed passes; the last line on stdout is JSON with the peer's fields
+// (framework, model, batch, mode, threads, repeats, median_ms, min_ms, params).
+//
+// --layers: every Conv2D of the model on its own, on the input it gets in a real
+// forward pass: forward, and backward with the input gradient, each the median of
+// --repeats; GFLOP/s = 2 * multiply-adds / time; "% GEMM" divides by the rate of
+// Eigen's own 1024x1024x1024 float GEMM measured in the same run on the same threads
+// (the ceiling a convolution built on that GEMM can reach).
+#include <kitnn/kitnn.hpp>
+#include <kitnn/zoo_imagenet.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+using namespace kitnn;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Timing {
+    double median_ms, min_ms;
+};
+
+// Median and minimum of `repeats` calls of f, after one untimed warm-up call.
+Timing time_it(int repeats, const std::function<void()>& f) {
+    f();
+    std::vector<double> ms;
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = Clock::now();
+        f();
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const size_t n = ms.size();
+    return {n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2, ms.front()};
+}
+
+void fill_normal(Tensor<float>& x, std::uint64_t seed) {
+    Rng rng(seed ^ 0x1ace);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = float(rng.normal());
+}
+
+Tensor<float> random_input(const Sequential<float>& m, int batch, std::uint64_t seed) {
+    const auto c = m.input_shape().chw();
+    Tensor<float> x(batch, c[0], c[1], c[2]);
+    fill_normal(x, seed);
+    return x;
+}
+
+// Eigen's float GEMM, 1024^3, on the current thread count: GFLOP/s (median of 5).
+double gemm_gflops() {
+    const Eigen::Index n = 1024;
+    Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
+    const Timing t = time_it(5, [&] { c.noalias() = a * b; });
+    if (!std::isfinite(c(0, 0))) throw std::runtime_error("GEMM reference gave a non-finite value");
+    return 2.0 * double(n) * n * n / (t.median_ms * 1e6);
+}
+
+std::string fixed(double v, int decimals) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", decimals, v);
+    return b;
+}
+
+int run_whole(const std::string& name, int batch, const std::string& mode, int repeats, int threads,
+              std::uint64_t seed) {
+    Sequential<float> m = zoo::imagenet_model<float>(name, seed);
+    Tensor<float> x = random_input(m, batch, seed);
+    Timing t{};
+    if (mode == "forward") {
+        t = time_it(repeats, [&] {
+            const Tensor<float>& y = m.forward(x, false);
+            if (!std::isfinite(y.data()[0])) throw std::runtime_error("the forward pass gave a non-finite output");
+        });
+    } else {
+        Adam<float> adam;
+        SoftmaxCrossEntropy<float> ce;
+        std::vector<std::uint8_t> labels(static_cast<size_t>(batch));
+        Rng rng(seed);
+        // 1000 classes do not fit the uint8 labels of the MNIST loss: the labels only pick
+        // which logit the loss pulls up, any of the first 256 does for timing.
+        for (auto& l : labels) l = std::uint8_t(rng.below(256));
+        Tensor<float> dlogits;
+        t = time_it(repeats, [&] { train_step(m, adam, ce, x, labels, dlogits); });
+    }
+    std::printf("{\"framework\":\"kitnn\",\"model\":\"%s\",\"batch\":%d,\"mode\":\"%s\",\"threads\":%d,"
+                "\"repeats\":%d,\"median_ms\":%.3f,\"min_ms\":%.3f,\"params\":%lld}\n",
+                name.c_str(), batch, mode.c_str(), threads, repeats, t.median_ms, t.min_ms,
+                static_cast<long long>(m.param_count()));
+    return 0;
+}
+
+int run_layers(const std::string& name, int batch, int repeats, int threads, std::uint64_t seed,
+               bool markdown) {
+    Sequential<float> m = zoo::imagenet_model<float>(name, seed);
+    Tensor<float> x = random_input(m, batch, seed);
+    const double gemm = gemm_gflops();
+    std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n\n", threads, gemm);
+    if (markdown)
+        std::printf("| layer | input -> output | K x N per image | layout | forward ms | GFLOP/s | %% GEMM "
+                    "| backward ms | GFLOP/s | %% GEMM |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: "
+                    "| ---: | ---: |\n");
+    else
+        std::printf("%-6s %-28s %-16s %-7s %10s %8s %7s %11s %8s %7s\n", "layer", "input -> output",
+                    "K x N / image", "layout", "fwd ms", "GFLOP/s", "%GEMM", "bwd ms", "GFLOP/s", "%GEMM");
+    // The input of every layer, from one real forward pass (training off), layer by layer.
+    std::vector<Tensor<float>> acts(m.size());
+    for (size_t i = 0; i < m.size(); ++i) m.layer(i).forward(i ? acts[i - 1] : x, acts[i], false);
+    double fwd_total = 0, bwd_total = 0, fwd_flop = 0, bwd_flop = 0;
+    for (size_t i = 0; i < m.size(); ++i) {
+        auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i));
+        if (!conv) continue;
+        const Tensor<float>& in = i ? acts[i - 1] : x;
+        Tensor<float> y, dy, dx;
+        conv->forward(in, y, false);
+        dy.resize(y.dimensions());
+        fill_normal(dy, seed + i);
+        const Timing tf = time_it(repeats, [&] { conv->forward(in, y, false); });
+        const Timing tb = time_it(repeats, [&] { conv->backward(in, y, dy, &dx); });
+        const double flop = 2.0 * double(conv->macs()) * batch;  // forward; backward is twice that
+        const double gf = flop / (tf.median_ms * 1e6), gb = 2 * flop / (tb.median_ms * 1e6);
+        fwd_total += tf.median_ms;
+        bwd_total += tb.median_ms;
+        fwd_flop += flop;
+        bwd_flop += 2 * flop;
+        const Shape si = conv->input_shape(), so = conv->output_shape();
+        const std::string shapes = si.str() + " -> " + so.str();
+        const std::string kn = std::to_string(conv->kernel().value.size() / so.c()) + " x " +
+                               std::to_string(so.h() * so.w());
+        const std::string layout = conv->strips() ? "strips" : conv->im2col_layout() == Im2col::wide ? "wide" : "rows";
+        if (markdown)
+            std::printf("| %zu | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i, shapes.c_str(), kn.c_str(),
+                        layout.c_str(), fixed(tf.median_ms, 2).c_str(), fixed(gf, 1).c_str(),
+                        fixed(100 * gf / gemm, 0).c_str(), fixed(tb.median_ms, 2).c_str(), fixed(gb, 1).c_str(),
+                        fixed(100 * gb / gemm, 0).c_str());
+        else
+            std::printf("%-6zu %-28s %-16s %-7s %10.2f %8.1f %6.0f%% %11.2f %8.1f %6.0f%%\n", i, shapes.c_str(),
+                        kn.c_str(), layout.c_str(), tf.median_ms, gf, 100 * gf / gemm, tb.median_ms, gb,
+                        100 * gb / gemm);
+        std::fflush(stdout);
+    }
+    std::printf("\nall Conv2D layers: forward %.1f ms (%.1f GFLOP/s, %.0f%% of GEMM), backward %.1f ms "
+                "(%.1f GFLOP/s, %.0f%%); batch %d, %d thread(s), median of %d\n",
+                fwd_total, fwd_flop / (fwd_total * 1e6), 100 * fwd_flop / (fwd_total * 1e6) / gemm, bwd_total,
+                bwd_flop / (bwd_total * 1e6), 100 * bwd_flop / (bwd_total * 1e6) / gemm, batch, threads, repeats);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"The ImageNet-sized zoo networks timed like benchmarks/torch_imagenet.py (forward or a "
+                 "training step), or every Conv2D of one of them against Eigen's GEMM (--layers)."};
+    std::string model = "vgg16", mode = "forward";
+    int batch = 1, repeats = 5, threads = max_threads();
+    std::uint64_t seed = 1;
+    bool layers = false, markdown = false;
+    app.add_option("--model", model, "network (zoo_imagenet.hpp)")
+        ->check(CLI::IsMember(zoo::imagenet_models()))->capture_default_str();
+    app.add_option("--batch", batch, "images per pass")->check(CLI::Range(1, 4096))->capture_default_str();
+    app.add_option("--mode", mode, "forward (inference) or train (one Adam step)")
+        ->check(CLI::IsMember({"forward", "train"}))->capture_default_str();
+    app.add_option("--repeats", repeats, "timed passes after one warm-up; the median is reported")
+        ->check(CLI::Range(1, 1000))->capture_default_str();
+    app.add_option("--threads", threads, "OpenMP/Eigen threads (default: all cores)")
+        ->check(CLI::Range(1, 1024))->capture_default_str();
+    app.add_option("--seed", seed, "seed of the random weights, input and labels")->capture_default_str();
+    app.add_flag("--layers", layers, "time every Conv2D of --model alone, forward and backward, against GEMM");
+    app.add_flag("--markdown", markdown, "with --layers: print the table as Markdown");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        set_threads(threads);
+        return layers ? run_layers(model, batch, repeats, threads, seed, markdown)
+                      : run_whole(model, batch, mode, repeats, threads, seed);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "kitnn_bench_imagenet: %s\n", e.what());
+        return 1;
+    }
+}
