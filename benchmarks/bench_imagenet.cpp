@@ -13,11 +13,14 @@
 // --repeats timed passes; the last line on stdout is JSON with the peer's fields
 // (framework, model, batch, mode, threads, repeats, median_ms, min_ms, params).
 //
-// --layers: every Conv2D of the model on its own, on the input it gets in a real
-// forward pass: forward, and backward with the input gradient, each the median of
-// --repeats; GFLOP/s = 2 * multiply-adds / time; "% GEMM" divides by the rate of
-// Eigen's own 1024x1024x1024 float GEMM measured in the same run on the same threads
-// (the ceiling a convolution built on that GEMM can reach).
+// --layers: every Conv2D of the model (inside branches too) on its own, on the input it
+// gets in a real forward pass: forward, and backward (kernel gradient, and the input
+// gradient except for the model's first layer, as in training), each the median of
+// --repeats; GFLOP/s = 2 * multiply-adds / time (backward: twice that with the input
+// gradient); "% GEMM" divides by the rate of Eigen's own 1024x1024x1024 float GEMM
+// measured in the same run on the same threads (the ceiling of a convolution built on
+// that GEMM). Then the forward time of every leaf layer summed by type, against the
+// whole model's forward.
 #include <kitnn/kitnn.hpp>
 #include <kitnn/zoo_imagenet.hpp>
 
@@ -27,6 +30,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <map>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -111,9 +116,46 @@ int run_whole(const std::string& name, int batch, const std::string& mode, int r
     return 0;
 }
 
+// A layer that does not hold others, with the input it gets in a real forward pass.
+struct Leaf {
+    Layer<float>* layer;
+    const Tensor<float>* in;
+    std::string where;  // "12" or "12.b1.3": layer 3 of branch 1 of layer 12
+};
+
+// Runs `l` forward on `in` into `out` (inference mode), recording every leaf below it.
+// Branch outputs are kept in `store` (a deque: stable addresses) for the leaves' inputs.
+void walk(Layer<float>& l, const Tensor<float>& in, Tensor<float>& out, const std::string& where,
+          std::vector<Leaf>& leaves, std::deque<Tensor<float>>& store) {
+    if (l.branch_count() == 0) {
+        leaves.push_back({&l, &in, where});
+    } else {
+        for (size_t b = 0; b < l.branch_count(); ++b) {
+            const Tensor<float>* cur = &in;
+            const auto layers = l.branch(b);
+            for (size_t i = 0; i < layers.size(); ++i) {
+                store.emplace_back();
+                walk(*layers[i], *cur, store.back(), where + ".b" + std::to_string(b) + "." + std::to_string(i),
+                     leaves, store);
+                cur = &store.back();
+            }
+        }
+    }
+    l.forward(in, out, false);
+}
+
+// --im2col rows|wide: every stride-1 Conv2D (inside branches too) gets that layout.
+void force_im2col(Layer<float>& l, const std::string& layout) {
+    for (size_t b = 0; b < l.branch_count(); ++b)
+        for (Layer<float>* sub : l.branch(b)) force_im2col(*sub, layout);
+    if (auto* conv = dynamic_cast<Conv2D<float>*>(&l); conv && layout != "auto")
+        if (layout == "rows" || conv->stride() == 1) conv->set_im2col(layout == "rows" ? Im2col::rows : Im2col::wide);
+}
+
 int run_layers(const std::string& name, int batch, int repeats, int threads, std::uint64_t seed,
-               bool markdown) {
+               bool markdown, const std::string& im2col) {
     Sequential<float> m = zoo::imagenet_model<float>(name, seed);
+    for (size_t i = 0; i < m.size(); ++i) force_im2col(m.layer(i), im2col);
     Tensor<float> x = random_input(m, batch, seed);
     const double gemm = gemm_gflops();
     std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n\n", threads, gemm);
@@ -122,48 +164,64 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
                     "| backward ms | GFLOP/s | %% GEMM |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: "
                     "| ---: | ---: |\n");
     else
-        std::printf("%-6s %-28s %-16s %-7s %10s %8s %7s %11s %8s %7s\n", "layer", "input -> output",
+        std::printf("%-10s %-28s %-16s %-7s %10s %8s %7s %11s %8s %7s\n", "layer", "input -> output",
                     "K x N / image", "layout", "fwd ms", "GFLOP/s", "%GEMM", "bwd ms", "GFLOP/s", "%GEMM");
-    // The input of every layer, from one real forward pass (training off), layer by layer.
+    // Every leaf layer (inside Branches too) with its input, from one real forward pass.
+    std::vector<Leaf> leaves;
+    std::deque<Tensor<float>> store;
     std::vector<Tensor<float>> acts(m.size());
-    for (size_t i = 0; i < m.size(); ++i) m.layer(i).forward(i ? acts[i - 1] : x, acts[i], false);
+    for (size_t i = 0; i < m.size(); ++i) walk(m.layer(i), i ? acts[i - 1] : x, acts[i], std::to_string(i), leaves, store);
     double fwd_total = 0, bwd_total = 0, fwd_flop = 0, bwd_flop = 0;
-    for (size_t i = 0; i < m.size(); ++i) {
-        auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i));
-        if (!conv) continue;
-        const Tensor<float>& in = i ? acts[i - 1] : x;
+    std::map<std::string, double> by_type;  // forward ms of all leaves, by type
+    for (const Leaf& leaf : leaves) {
         Tensor<float> y, dy, dx;
-        conv->forward(in, y, false);
+        leaf.layer->forward(*leaf.in, y, false);
+        const Timing tf = time_it(repeats, [&] { leaf.layer->forward(*leaf.in, y, false); });
+        by_type[leaf.layer->type()] += tf.median_ms;
+        auto* conv = dynamic_cast<Conv2D<float>*>(leaf.layer);
+        if (!conv) continue;
         dy.resize(y.dimensions());
-        fill_normal(dy, seed + i);
-        const Timing tf = time_it(repeats, [&] { conv->forward(in, y, false); });
-        const Timing tb = time_it(repeats, [&] { conv->backward(in, y, dy, &dx); });
-        const double flop = 2.0 * double(conv->macs()) * batch;  // forward; backward is twice that
-        const double gf = flop / (tf.median_ms * 1e6), gb = 2 * flop / (tb.median_ms * 1e6);
+        fill_normal(dy, seed + leaves.size());
+        // The model's first layer gets no input gradient (Sequential::backward passes none).
+        Tensor<float>* want_dx = leaf.in == &x ? nullptr : &dx;
+        const Timing tb = time_it(repeats, [&] { conv->backward(*leaf.in, y, dy, want_dx); });
+        const double flop = 2.0 * double(conv->macs()) * batch;  // forward
+        const double bflop = want_dx ? 2 * flop : flop;            // dW (+ dx)
+        const double gf = flop / (tf.median_ms * 1e6), gb = bflop / (tb.median_ms * 1e6);
         fwd_total += tf.median_ms;
         bwd_total += tb.median_ms;
         fwd_flop += flop;
-        bwd_flop += 2 * flop;
+        bwd_flop += bflop;
         const Shape si = conv->input_shape(), so = conv->output_shape();
         const std::string shapes = si.str() + " -> " + so.str();
         const std::string kn = std::to_string(conv->kernel().value.size() / so.c()) + " x " +
                                std::to_string(so.h() * so.w());
         const std::string layout = conv->strips() ? "strips" : conv->im2col_layout() == Im2col::wide ? "wide" : "rows";
         if (markdown)
-            std::printf("| %zu | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i, shapes.c_str(), kn.c_str(),
-                        layout.c_str(), fixed(tf.median_ms, 2).c_str(), fixed(gf, 1).c_str(),
+            std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", leaf.where.c_str(), shapes.c_str(),
+                        kn.c_str(), layout.c_str(), fixed(tf.median_ms, 2).c_str(), fixed(gf, 1).c_str(),
                         fixed(100 * gf / gemm, 0).c_str(), fixed(tb.median_ms, 2).c_str(), fixed(gb, 1).c_str(),
                         fixed(100 * gb / gemm, 0).c_str());
         else
-            std::printf("%-6zu %-28s %-16s %-7s %10.2f %8.1f %6.0f%% %11.2f %8.1f %6.0f%%\n", i, shapes.c_str(),
-                        kn.c_str(), layout.c_str(), tf.median_ms, gf, 100 * gf / gemm, tb.median_ms, gb,
-                        100 * gb / gemm);
+            std::printf("%-10s %-28s %-16s %-7s %10.2f %8.1f %6.0f%% %11.2f %8.1f %6.0f%%\n", leaf.where.c_str(),
+                        shapes.c_str(), kn.c_str(), layout.c_str(), tf.median_ms, gf, 100 * gf / gemm, tb.median_ms,
+                        gb, 100 * gb / gemm);
         std::fflush(stdout);
     }
     std::printf("\nall Conv2D layers: forward %.1f ms (%.1f GFLOP/s, %.0f%% of GEMM), backward %.1f ms "
                 "(%.1f GFLOP/s, %.0f%%); batch %d, %d thread(s), median of %d\n",
                 fwd_total, fwd_flop / (fwd_total * 1e6), 100 * fwd_flop / (fwd_total * 1e6) / gemm, bwd_total,
                 bwd_flop / (bwd_total * 1e6), 100 * bwd_flop / (bwd_total * 1e6) / gemm, batch, threads, repeats);
+    // Where the rest of the forward pass goes: every leaf type, and the whole model.
+    const Timing whole = time_it(repeats, [&] { m.forward(x, false); });
+    double leaves_ms = 0;
+    std::printf("\nforward by layer type (every leaf timed alone, inside branches too):\n");
+    for (const auto& [type, ms] : by_type) {
+        std::printf("  %-18s %9.2f ms\n", type.c_str(), ms);
+        leaves_ms += ms;
+    }
+    std::printf("  %-18s %9.2f ms  (whole model %.2f ms - the leaves: branch concatenation, hand-over)\n", "rest",
+                whole.median_ms - leaves_ms, whole.median_ms);
     return 0;
 }
 
@@ -176,6 +234,7 @@ int main(int argc, char** argv) {
     int batch = 1, repeats = 5, threads = max_threads();
     std::uint64_t seed = 1;
     bool layers = false, markdown = false;
+    std::string im2col = "auto";
     app.add_option("--model", model, "network (zoo_imagenet.hpp)")
         ->check(CLI::IsMember(zoo::imagenet_models()))->capture_default_str();
     app.add_option("--batch", batch, "images per pass")->check(CLI::Range(1, 4096))->capture_default_str();
@@ -187,6 +246,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1024))->capture_default_str();
     app.add_option("--seed", seed, "seed of the random weights, input and labels")->capture_default_str();
     app.add_flag("--layers", layers, "time every Conv2D of --model alone, forward and backward, against GEMM");
+    app.add_option("--im2col", im2col, "with --layers: the im2col layout of every Conv2D (stride-1 ones for wide)")
+        ->check(CLI::IsMember({"auto", "rows", "wide"}))->capture_default_str();
     app.add_flag("--markdown", markdown, "with --layers: print the table as Markdown");
     try {
         app.parse(argc, argv);
@@ -195,7 +256,7 @@ int main(int argc, char** argv) {
     }
     try {
         set_threads(threads);
-        return layers ? run_layers(model, batch, repeats, threads, seed, markdown)
+        return layers ? run_layers(model, batch, repeats, threads, seed, markdown, im2col)
                       : run_whole(model, batch, mode, repeats, threads, seed);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "kitnn_bench_imagenet: %s\n", e.what());

@@ -387,3 +387,37 @@ TEST_CASE("Conv2D strips (outputs over 32x32 pixels) match the direct-loop refer
     small.build(Shape::image(2, 32, 32), rng);
     CHECK_FALSE(small.strips());
 }
+
+TEST_CASE("Conv2D on one image split across threads, and 1x1 without im2col, match the reference",
+          "[conv2d][reference]") {
+    const auto V = Padding::valid, S = Padding::same;
+    const auto L = Activation::linear, R = Activation::relu;
+    // Batch 1 (the channels and filters split across the threads, not chunks of images),
+    // then batch 3 (chunks). Outputs of at most 32x32 pixels: no strips.
+    const ConvSpec cases[] = {
+        {1, 8, 20, 20, 16, 3, 3, 1, S, R},     // wide layout (padded)
+        {1, 6, 17, 17, 24, 1, 7, 1, S, L},     // 1x7 wide: tap rows read past a channel's plane
+        {1, 5, 17, 17, 20, 7, 1, 1, S, R},     // 7x1
+        {1, 8, 17, 17, 32, 3, 3, 2, V, R},     // stride 2, rows layout
+        {1, 512, 17, 17, 64, 1, 1, 1, V, R},   // 1x1: one image per chunk, the GEMM reads x
+        {1, 40, 9, 9, 20, 1, 1, 1, V, L},      // 1x1, several images per chunk at batch 3
+        {1, 16, 8, 8, 36, 3, 1, 1, S, R},      // 8x8 (Inception-C), 3x1
+    };
+    struct Restore {
+        int n = max_threads();
+        ~Restore() { set_threads(n); }
+    } restore;
+    for (int threads : {1, 2, 3}) {
+        set_threads(threads);
+        INFO(threads << " thread(s)");
+        std::uint64_t seed = 700;
+        for (const auto& c : cases) {
+            Rng rng(1);
+            Conv2D<double> conv(c.f, {c.kh, c.kw}, c.act, c.pad, c.stride);
+            conv.build(Shape::image(c.c, c.h, c.w), rng);
+            INFO(describe(c));
+            CHECK_FALSE(conv.strips());
+            check_conv(c, seed++);
+        }
+    }
+}

@@ -551,3 +551,52 @@ TEST_CASE("a MaxPool2D written without a padding key (older files) loads as vali
     CHECK(m.layer(0).config().str("padding") == "valid");
     CHECK(m.output_shape() == Shape::image(2, 2, 3));  // floor, not ceil
 }
+
+TEST_CASE("AvgPool2D forward equals the window average over the real pixels", "[avgpool]") {
+    // The layer sums rows, then columns (separable); the reference walks each window.
+    const auto V = Padding::valid, S = Padding::same;
+    struct Case {
+        Shape in;
+        K pool, stride;
+        Padding pad;
+    };
+    const Case cases[] = {
+        {Shape::image(3, 7, 9), K{3, 3}, K{1, 1}, S},      // Inception's pool branch
+        {Shape::image(2, 8, 6), K{2, 2}, K{2, 2}, V},
+        {Shape::image(2, 9, 7), K{3, 2}, K{2, 3}, S},      // uneven pool and stride
+        {Shape::image(1, 3, 4), K{5, 5}, K{1, 1}, S},      // pool larger than the input
+        {Shape::image(4, 35, 35), K{3, 3}, K{1, 1}, S},    // Inception-A's size, threaded
+    };
+    Rng rng(77);
+    for (const auto& c : cases) {
+        INFO("input " << c.in.str() << " pool " << c.pool[0] << "x" << c.pool[1] << " stride " << c.stride[0] << "x"
+                      << c.stride[1]);
+        AvgPool2D<double> pool(c.pool, c.stride, c.pad);
+        const Shape out = pool.build(c.in, rng);
+        const Eigen::Index N = 2, H = c.in.h(), W = c.in.w(), OH = out.h(), OW = out.w();
+        T64 x(N, c.in.c(), H, W), y;
+        for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = rng.normal();
+        pool.forward(x, y, false);
+        // TensorFlow's split of `same` padding: the odd pixel at the bottom/right.
+        const auto before = [&](Eigen::Index in, Eigen::Index o, int k, int s) {
+            return c.pad == S ? std::max<Eigen::Index>((o - 1) * s + k - in, 0) / 2 : Eigen::Index(0);
+        };
+        const Eigen::Index pt = before(H, OH, c.pool[0], c.stride[0]), pl = before(W, OW, c.pool[1], c.stride[1]);
+        for (Eigen::Index n = 0; n < N; ++n)
+            for (Eigen::Index ch = 0; ch < c.in.c(); ++ch)
+                for (Eigen::Index oh = 0; oh < OH; ++oh)
+                    for (Eigen::Index ow = 0; ow < OW; ++ow) {
+                        double sum = 0;
+                        int count = 0;
+                        for (int i = 0; i < c.pool[0]; ++i)
+                            for (int j = 0; j < c.pool[1]; ++j) {
+                                const Eigen::Index ih = oh * c.stride[0] + i - pt, iw = ow * c.stride[1] + j - pl;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                sum += x(n, ch, ih, iw);
+                                ++count;
+                            }
+                        REQUIRE(count > 0);
+                        REQUIRE(y(n, ch, oh, ow) == Approx(sum / count).epsilon(1e-12).margin(1e-12));
+                    }
+    }
+}

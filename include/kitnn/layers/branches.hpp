@@ -177,12 +177,15 @@ public:
             return;
         }
         // concat: y[n, offset_b .. offset_b + size_b) = z_b[n]
+        // One copy per (sample, branch), so that even one sample's copies are split
+        // across the threads (Inception-v4 at batch 1: 4 branches of 96-384 channels).
         const Eigen::Index S = this->out_.size();
-        parallel_for(N, std::int64_t(N) * S, [&](std::int64_t n) {
-            for (auto& c : chains_) {
-                const T* src = c->output(x).data() + n * c->size_;
-                std::copy(src, src + c->size_, y.data() + n * S + c->offset_);
-            }
+        const std::int64_t B = std::int64_t(chains_.size());
+        parallel_for(N * B, std::int64_t(N) * S, [&](std::int64_t k) {
+            const Eigen::Index n = k / B;
+            const Chain<T>& c = *chains_[size_t(k % B)];
+            const T* src = c.output(x).data() + n * c.size_;
+            std::copy(src, src + c.size_, y.data() + n * S + c.offset_);
         });
     }
 

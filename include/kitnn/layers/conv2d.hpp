@@ -135,6 +135,7 @@ public:
     // True when the layer works on strips of output rows (large images, see the header).
     bool strips() const { return strips_; }
 
+    int stride() const { return stride_; }
     int pad_top() const { return g_.pt; }
     int pad_left() const { return g_.pl; }
     bool use_bias() const { return use_bias_; }
@@ -147,6 +148,10 @@ public:
         ensure(y, N, this->out_);
         if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
         if (strips_) return forward_strips(x, y);
+        if (N == 1) {  // one image: its channels and filters split across the threads
+            const int threads = threads_for(filters_, std::int64_t(filters_) * g_.ckk() * Pc);
+            if (threads > 1) return forward_one_image(x, y, threads);
+        }
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
         const Eigen::Index ckk = g_.ckk(), image = g_.c * g_.h * g_.w;
@@ -158,10 +163,13 @@ public:
         parallel_for_threads(plan.chunks, plan.threads, [&](std::int64_t k, int t) {
             const Eigen::Index n0 = k * plan.chunk, cn = std::min(plan.chunk, N - n0), NP = cn * Pc;
             Workspace& w = work_[size_t(t)];
-            MatMap<T> col(w.col.data(), ckk, NP), ym(w.ym.data(), filters_, NP);
-            for (Eigen::Index i = 0; i < cn; ++i)
-                g_.im2col(x.data() + (n0 + i) * image, col.data() + i * Pc, NP, w.xp.data());
-            ym.noalias() = Wm * col;
+            MatMap<T> ym(w.ym.data(), filters_, NP);
+            // A 1x1 convolution of one image needs no im2col: col would be a copy of x_n.
+            const bool direct = cn == 1 && pointwise();
+            if (!direct)
+                for (Eigen::Index i = 0; i < cn; ++i)
+                    g_.im2col(x.data() + (n0 + i) * image, w.col.data() + i * Pc, NP, w.xp.data());
+            ym.noalias() = Wm * ConstMatMap<T>(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
             // y[n0 + i, f, oh, ow] = act(ym[f, i*Pc + oh*wc + ow] + b[f])
             for (Eigen::Index i = 0; i < cn; ++i)
                 for (Eigen::Index f = 0; f < filters_; ++f) {
@@ -212,20 +220,27 @@ public:
                             std::copy(g, g + len, dst);
                         if (wc != g_.ow) std::fill(dst + g_.ow, dst + wc, T(0));
                     }
-            for (Eigen::Index i = 0; i < cn; ++i)
-                g_.im2col(x.data() + (n0 + i) * image, col.data() + i * Pc, NP, w.xp.data());
+            const bool direct = cn == 1 && pointwise();  // 1x1: col is x_n, dcol is dx_n
+            if (!direct)
+                for (Eigen::Index i = 0; i < cn; ++i)
+                    g_.im2col(x.data() + (n0 + i) * image, col.data() + i * Pc, NP, w.xp.data());
+            const ConstMatMap<T> cin(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
             if (filters_ * ckk <= kDirectDW) {
                 // Tiny layers (keck: 4 filters x 4 taps): dW is a handful of dot
                 // products over thousands of columns. Eigen's GEMM packs both
                 // operands into panels built for wide M and N and spent ~30x the
                 // forward product on this shape; the dots stream the rows once each.
                 for (Eigen::Index f = 0; f < filters_; ++f)
-                    for (Eigen::Index r = 0; r < ckk; ++r) w.dW(f, r) += dym.row(f).dot(col.row(r));
+                    for (Eigen::Index r = 0; r < ckk; ++r) w.dW(f, r) += dym.row(f).dot(cin.row(r));
             } else {
-                w.dW.noalias() += dym * col.transpose();
+                w.dW.noalias() += dym * cin.transpose();
             }
             if (use_bias_) w.db += dym.rowwise().sum();
             if (!dx) return;
+            if (direct) {
+                MatMap<T>(dx->data() + n0 * image, ckk, NP).noalias() = Wm.transpose() * dym;
+                return;
+            }
             col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
             for (Eigen::Index i = 0; i < cn; ++i)
                 g_.col2im(col.data() + i * Pc, NP, dx->data() + (n0 + i) * image, w.dxp.data());
@@ -334,6 +349,47 @@ private:
             }
         }
         return plan;
+    }
+
+    // ---- One image, not in strips (batch 1 of the 8x8 to 32x32 layers) ----
+    // A chunk of one image gave the threads nothing to split but Eigen's own threaded
+    // GEMM, with the im2col before it on one thread. Here the threads write col together
+    // (each its own channels), then each multiplies its own block of filters:
+    //   ym[f0:f1, :] = Wm[f0:f1, :] * col      (rows layout: straight into y)
+    // with single-threaded GEMMs. (Inception-v4's 17x17 and 8x8 layers, where this
+    // matters, are 1x1 and 1x7 convolutions with 192-1536 filters.)
+    void forward_one_image(const Tensor<T>& x, Tensor<T>& y, int threads) {
+        const Eigen::Index P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc(), ckk = g_.ckk();
+        make_plan(1);  // sizes work_[0]: col (CKK, Pc), ym (F, Pc), xp
+        Workspace& w = work_[0];
+        const bool pw = pointwise();  // 1x1: col is x itself
+        for (int step = g_.wide ? 0 : 1; step < 2 && !pw; ++step)
+            parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
+                g_.im2col_channels(step, x.data(), w.col.data(), Pc, w.xp.data(), g_.c * k / threads,
+                                   g_.c * (k + 1) / threads);
+            });
+        ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
+        const ConstMatMap<T> col(pw ? x.data() : w.col.data(), ckk, Pc);
+        const T* b = bias_.value.data();
+        const bool direct = wc == g_.ow;  // rows layout: y_n is ym
+        const Eigen::Index runs = direct ? 1 : g_.oh, len = direct ? P : g_.ow;
+        parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
+            // Filter blocks in multiples of 8 (the GEMM kernel's panels), the rest to the last.
+            const auto edge = [&](std::int64_t j) { return j == threads ? filters_ : filters_ * j / threads / 8 * 8; };
+            const Eigen::Index f0 = edge(k), f1 = edge(k + 1);
+            if (f1 <= f0) return;
+            T* out = direct ? y.data() + f0 * P : w.ym.data() + f0 * Pc;
+            MatMap<T>(out, f1 - f0, Pc).noalias() = Wm.middleRows(f0, f1 - f0) * col;
+            for (Eigen::Index f = f0; f < f1; ++f)
+                for (Eigen::Index r = 0; r < runs; ++r) {
+                    const T* src = direct ? y.data() + f * P : w.ym.data() + f * Pc + r * wc;
+                    T* dst = y.data() + f * P + r * g_.ow;
+                    if (act_ == Activation::relu)
+                        for (Eigen::Index p = 0; p < len; ++p) dst[p] = std::max(src[p] + b[f], T(0));
+                    else
+                        for (Eigen::Index p = 0; p < len; ++p) dst[p] = src[p] + b[f];
+                }
+        });
     }
 
     // ---- Strips: large images (more than kStripPixels output pixels), rows layout ----

@@ -60,6 +60,39 @@ struct Im2colGeometry {
         if (wide) im2col_wide(xn, col, ld, xp);
         else im2col_rows(xn, col, ld);
     }
+    // Channels [c0, c1) only, so that threads can share one image, each with its own
+    // channels. Two steps, every thread finishing step 0 before any starts step 1:
+    // step 0 copies the channels into the padded buffer xp (wide only), step 1 writes
+    // their rows of col. Why two: a wide tap row of the last channel of a range reads
+    // KW - 1 values past its plane, the start of the next channel's, which another
+    // thread may be writing in step 0 (those values only reach discarded columns, but
+    // reading them while they are written is still a data race).
+    template <class T>
+    void im2col_channels(int step, const T* xn, T* col, Eigen::Index ld, T* xp, Eigen::Index c0,
+                         Eigen::Index c1) const {
+        if (!wide) {
+            if (step == 1)
+                for (Eigen::Index ch = c0; ch < c1; ++ch) {
+                    Im2colGeometry one = *this;  // one channel: a 1-channel image
+                    one.c = 1;
+                    one.im2col_rows(xn + ch * h * w, col + ch * kh * kw * ld, ld, 0, oh);
+                }
+            return;
+        }
+        const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp;
+        if (step == 0) {
+            for (Eigen::Index ch = c0; ch < c1; ++ch)
+                for (Eigen::Index i = 0; i < h; ++i)
+                    std::copy(xn + (ch * h + i) * w, xn + (ch * h + i + 1) * w, xp + (ch * Hp + i + pt) * Wp + pl);
+            return;
+        }
+        for (Eigen::Index ch = c0; ch < c1; ++ch)
+            for (int ki = 0; ki < kh; ++ki)
+                for (int kj = 0; kj < kw; ++kj) {
+                    const T* from = xp + (ch * Hp + ki) * Wp + kj;
+                    std::copy(from, from + Pc, col + ((ch * kh + ki) * kw + kj) * ld);
+                }
+    }
     // dxp: padded_size() values of scratch. Overwrites dx_n.
     template <class T>
     void col2im(const T* dcol, Eigen::Index ld, T* dxn, T* dxp) const {
