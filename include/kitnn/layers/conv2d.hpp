@@ -393,7 +393,8 @@ private:
     }
 
     // ---- Strips: large images (more than kStripPixels output pixels), rows layout ----
-    // A unit of work is (image n, strip s): output rows [s*sr, min(OH, (s+1)*sr)).
+    // A unit of work is (image n, strip s): output rows [OH*s/SP, OH*(s+1)/SP), SP strips
+    // per image (sizes within one row of each other, so the threads get equal shares).
     //   col : (CKK, S)      im2col of the strip, S = rows*OW columns (1x1 stride-1
     //                       unpadded layers read x itself: col = x_n[:, strip], no copy)
     //   y   : (F, S) block of y_n, outer stride P = Wm * col, written by the GEMM in
@@ -405,7 +406,7 @@ private:
     // Backward per unit: dym (F, S) = dy * act'(y); dW += dym col^T; db += rowsum(dym);
     // dcol = Wm^T dym over col; col2im ADDS it into dx_n. Neighbouring strips share the
     // kernel's halo rows of dx, so even strips run first (all in parallel), then odd
-    // ones: sr*stride >= KH keeps strips s and s+2 apart.
+    // ones: strips of at least ceil(KH/stride) rows keep strips s and s+2 apart.
     static constexpr Eigen::Index kStripPixels = 1024;    // > 32x32 outputs: MNIST never
     static constexpr Eigen::Index kStripCol = Eigen::Index(1) << 18;  // col elements (1 MB float)
     static constexpr Eigen::Index kStripMinCols = 256;
@@ -413,23 +414,27 @@ private:
     bool pointwise() const { return kh_ == 1 && kw_ == 1 && stride_ == 1 && g_.pt == 0 && g_.pl == 0; }
 
     struct StripPlan {
-        Eigen::Index rows, per_image, units;  // output rows per strip, strips per image, N * per_image
+        Eigen::Index rows, per_image, units;  // most output rows in a strip, strips per image, N * per_image
         int threads;
+        Eigen::Index oh;
+        Eigen::Index first_row(Eigen::Index s) const { return oh * s / per_image; }
     };
     StripPlan make_strip_plan(Eigen::Index N) {
         const Eigen::Index ckk = g_.ckk(), OH = g_.oh, OW = g_.ow;
         const Eigen::Index cols = std::max(kStripMinCols, kStripCol / ckk);
-        const Eigen::Index min_rows = (kh_ + stride_ - 1) / stride_;  // sr*stride >= KH
-        Eigen::Index sr = std::clamp<Eigen::Index>(cols / OW, std::min<Eigen::Index>(min_rows, OH), OH);
-        Eigen::Index per = (OH + sr - 1) / sr;
+        const Eigen::Index min_rows = std::min<Eigen::Index>((kh_ + stride_ - 1) / stride_, OH);
+        Eigen::Index per = (OH + std::max<Eigen::Index>(cols / OW, 1) - 1) / std::max<Eigen::Index>(cols / OW, 1);
+        per = std::min(per, OH / min_rows);  // every strip >= min_rows rows (sr*stride >= KH)
         const int threads = threads_for(N * per, std::int64_t(N) * filters_ * ckk * OH * OW);
-        if (N < threads && per % threads) {  // one image: strips in whole rounds of threads
-            const Eigen::Index even = (per + threads - 1) / threads * threads;
-            const Eigen::Index r = (OH + even - 1) / even;
-            if (r >= std::min<Eigen::Index>(min_rows, OH)) sr = r;
-            per = (OH + sr - 1) / sr;
+        // Whole rounds of threads: one image's 4 strips on 3 threads would leave two
+        // threads idle half the time. More, thinner strips while they stay >= min_rows.
+        for (Eigen::Index more = per; (N * more) % threads && more < OH / min_rows;) {
+            ++more;
+            if ((N * more) % threads == 0) per = more;
         }
-        StripPlan p{sr, per, N * per, int(std::min<Eigen::Index>(threads, N * per))};
+        // Strip s: rows [OH*s/per, OH*(s+1)/per), balanced to one row.
+        const Eigen::Index sr = (OH + per - 1) / per;
+        StripPlan p{sr, per, N * per, int(std::min<Eigen::Index>(threads, N * per)), OH};
         if (work_.size() < size_t(p.threads)) work_.resize(size_t(p.threads));
         for (int t = 0; t < p.threads; ++t) {
             Workspace& w = work_[size_t(t)];
@@ -450,8 +455,8 @@ private:
         const T* b = bias_.value.data();
         const bool direct = pointwise();
         parallel_for_threads(plan.units, plan.threads, [&](std::int64_t u, int t) {
-            const Eigen::Index n = u / plan.per_image, o0 = (u % plan.per_image) * plan.rows;
-            const Eigen::Index o1 = std::min(g_.oh, o0 + plan.rows), S = (o1 - o0) * OW;
+            const Eigen::Index n = u / plan.per_image, o0 = plan.first_row(u % plan.per_image);
+            const Eigen::Index o1 = plan.first_row(u % plan.per_image + 1), S = (o1 - o0) * OW;
             Workspace& w = work_[size_t(t)];
             StridedMap yb(y.data() + n * filters_ * P + o0 * OW, filters_, S, Stride(P, 1));
             if (direct) {
@@ -492,8 +497,8 @@ private:
             if (per == 0) continue;
             const int threads = int(std::min<Eigen::Index>(plan.threads, N * per));
             parallel_for_threads(N * per, threads, [&](std::int64_t u, int t) {
-                const Eigen::Index n = u / per, o0 = (2 * (u % per) + phase) * plan.rows;
-                const Eigen::Index o1 = std::min(g_.oh, o0 + plan.rows), S = (o1 - o0) * OW;
+                const Eigen::Index n = u / per, strip = 2 * (u % per) + phase;
+                const Eigen::Index o0 = plan.first_row(strip), o1 = plan.first_row(strip + 1), S = (o1 - o0) * OW;
                 Workspace& w = work_[size_t(t)];
                 MatMap<T> dym(w.ym.data(), filters_, S), col(w.col.data(), ckk, S);
                 for (Eigen::Index f = 0; f < filters_; ++f) {
