@@ -392,16 +392,17 @@ TEST_CASE("Conv2D on one image split across threads, and 1x1 without im2col, mat
           "[conv2d][reference]") {
     const auto V = Padding::valid, S = Padding::same;
     const auto L = Activation::linear, R = Activation::relu;
-    // Batch 1 (the channels and filters split across the threads, not chunks of images),
-    // then batch 3 (chunks). Outputs of at most 32x32 pixels: no strips.
+    // Batch 1 (the channels and filters split across the threads, not chunks of images,
+    // for products of at least kMinParallelGemm = 2^21 multiply-adds), then batch 3
+    // (chunks). Outputs of at most 32x32 pixels: no strips.
     const ConvSpec cases[] = {
-        {1, 8, 20, 20, 16, 3, 3, 1, S, R},     // wide layout (padded)
-        {1, 6, 17, 17, 24, 1, 7, 1, S, L},     // 1x7 wide: tap rows read past a channel's plane
-        {1, 5, 17, 17, 20, 7, 1, 1, S, R},     // 7x1
-        {1, 8, 17, 17, 32, 3, 3, 2, V, R},     // stride 2, rows layout
+        {1, 32, 20, 20, 64, 3, 3, 1, S, R},    // wide layout (padded): 8.1 M multiply-adds
+        {1, 32, 17, 17, 64, 1, 7, 1, S, L},    // 1x7 wide: tap rows read past a channel's plane
+        {1, 32, 17, 17, 64, 7, 1, 1, S, R},    // 7x1
+        {1, 64, 17, 17, 64, 3, 3, 2, V, R},    // stride 2, rows layout: 2.4 M
         {1, 512, 17, 17, 64, 1, 1, 1, V, R},   // 1x1: one image per chunk, the GEMM reads x
-        {1, 40, 9, 9, 20, 1, 1, 1, V, L},      // 1x1, several images per chunk at batch 3
-        {1, 16, 8, 8, 36, 3, 1, 1, S, R},      // 8x8 (Inception-C), 3x1
+        {1, 40, 9, 9, 20, 1, 1, 1, V, L},      // 1x1, small: one thread at batch 1, chunks at 3
+        {1, 128, 8, 8, 128, 3, 1, 1, S, R},    // 8x8 (Inception-C), 3x1: 3.1 M
     };
     struct Restore {
         int n = max_threads();

@@ -149,7 +149,10 @@ public:
         if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
         if (strips_) return forward_strips(x, y);
         if (N == 1) {  // one image: its channels and filters split across the threads
-            const int threads = threads_for(filters_, std::int64_t(filters_) * g_.ckk() * Pc);
+            // ... when its product is one Eigen would thread too (GemmThreads): below that,
+            // lenet5's layers (134 K multiply-adds) ran 2x slower on two threads than on one.
+            const std::int64_t macs = std::int64_t(filters_) * g_.ckk() * Pc;
+            const int threads = macs >= kMinParallelGemm ? threads_for(filters_, macs) : 1;
             if (threads > 1) return forward_one_image(x, y, threads);
         }
         const Plan plan = make_plan(N);
