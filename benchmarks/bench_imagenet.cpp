@@ -251,8 +251,11 @@ int main(int argc, char** argv) {
     app.add_flag("--markdown", markdown, "with --layers: print the table as Markdown");
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
+    } catch (const CLI::ParseError& e) {  // a bad flag or value: its message, status 2
+        std::fprintf(stderr, "kitnn_bench_imagenet: %s\nRun with --help for the options.\n", e.what());
+        return 2;
     }
     try {
         set_threads(threads);

@@ -22,6 +22,9 @@
 //   dcol  : (CKK, cn*P) = Wm^T * dym   written over col (dead by then); col2im adds
 //                                  every tap back to its input pixel of dx.
 // Workspaces are members, resized only when the batch size or thread count changes.
+// Two more paths, for the ImageNet-sized networks (never taken by an MNIST layer), are
+// described with their code below: strips of output rows for outputs over 32x32 pixels,
+// and one image split across the threads by channels and filters (forward, batch 1).
 //
 // Layouts of col (Im2col, chosen per layer when it is built; both tested to agree):
 // `rows` (P = OH*OW columns per image) and `wide` (stride 1: Wp = OW + KW - 1 columns
