@@ -344,6 +344,31 @@ TEST_CASE("MaxPool2D matches a direct-loop reference (forward and dx)", "[maxpoo
     }
 }
 
+namespace {
+// check_conv of every case on 1, 2 and 3 threads (thread count restored), after
+// checking that the layer takes the strip path (`strips`) or not.
+template <size_t K>
+void check_on_threads(const ConvSpec (&cases)[K], std::uint64_t seed0, bool strips) {
+    struct Restore {
+        int n = max_threads();
+        ~Restore() { set_threads(n); }
+    } restore;
+    for (int threads : {1, 2, 3}) {
+        set_threads(threads);
+        INFO(threads << " thread(s)");
+        std::uint64_t seed = seed0;
+        for (const auto& c : cases) {
+            Rng rng(1);
+            Conv2D<double> conv(c.f, {c.kh, c.kw}, c.act, c.pad, c.stride);
+            conv.build(Shape::image(c.c, c.h, c.w), rng);
+            INFO(describe(c));
+            CHECK(conv.strips() == strips);
+            check_conv(c, seed++);
+        }
+    }
+}
+}  // namespace
+
 TEST_CASE("Conv2D strips (outputs over 32x32 pixels) match the direct-loop reference", "[conv2d][reference][strips]") {
     const auto V = Padding::valid, S = Padding::same;
     const auto L = Activation::linear, R = Activation::relu;
@@ -359,23 +384,7 @@ TEST_CASE("Conv2D strips (outputs over 32x32 pixels) match the direct-loop refer
         {1, 3, 75, 75, 4, 3, 3, 2, V, L},    // Inception's stem shape, smaller: 37x37 out
         {1, 3, 260, 36, 2, 3, 3, 1, S, R},   // many strips of few rows (4 taps x 36 columns)
     };
-    struct Restore {
-        int n = max_threads();
-        ~Restore() { set_threads(n); }
-    } restore;
-    for (int threads : {1, 2, 3}) {
-        set_threads(threads);
-        INFO(threads << " thread(s)");
-        std::uint64_t seed = 500;
-        for (const auto& c : cases) {
-            Rng rng(1);
-            Conv2D<double> conv(c.f, {c.kh, c.kw}, c.act, c.pad, c.stride);
-            conv.build(Shape::image(c.c, c.h, c.w), rng);
-            INFO(describe(c));
-            CHECK(conv.strips());
-            check_conv(c, seed++);
-        }
-    }
+    check_on_threads(cases, 500, /*strips=*/true);
     // Forcing the wide layout leaves strips (they need the rows layout); 32x32 outputs
     // (MNIST-sized and smaller) never use them.
     Rng rng(2);
@@ -403,22 +412,8 @@ TEST_CASE("Conv2D on one image split across threads, and 1x1 without im2col, mat
         {1, 512, 17, 17, 64, 1, 1, 1, V, R},   // 1x1: one image per chunk, the GEMM reads x
         {1, 40, 9, 9, 20, 1, 1, 1, V, L},      // 1x1, small: one thread at batch 1, chunks at 3
         {1, 128, 8, 8, 128, 3, 1, 1, S, R},    // 8x8 (Inception-C), 3x1: 3.1 M
+        {1, 256, 8, 8, 64, 3, 3, 1, S, R},     // a big kernel (147 K weights): at batch 3,
+                                               // chunks of several images (>= 512 columns)
     };
-    struct Restore {
-        int n = max_threads();
-        ~Restore() { set_threads(n); }
-    } restore;
-    for (int threads : {1, 2, 3}) {
-        set_threads(threads);
-        INFO(threads << " thread(s)");
-        std::uint64_t seed = 700;
-        for (const auto& c : cases) {
-            Rng rng(1);
-            Conv2D<double> conv(c.f, {c.kh, c.kw}, c.act, c.pad, c.stride);
-            conv.build(Shape::image(c.c, c.h, c.w), rng);
-            INFO(describe(c));
-            CHECK_FALSE(conv.strips());
-            check_conv(c, seed++);
-        }
-    }
+    check_on_threads(cases, 700, /*strips=*/false);
 }
