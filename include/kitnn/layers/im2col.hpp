@@ -109,12 +109,12 @@ struct Im2colGeometry {
         for (Eigen::Index ch = 0; ch < c; ++ch)
             for (int ki = 0; ki < kh; ++ki)
                 for (int kj = 0; kj < kw; ++kj) {
-                    T* dst = col + ((ch * kh + ki) * kw + kj) * ld - o0 * ow;
+                    T* dst = col + ((ch * kh + ki) * kw + kj) * ld;  // output row o0's columns
                     const T* plane = xn + ch * h * w;
                     const auto [ow0, ow1] = inside(kj);
                     for (Eigen::Index o = o0; o < o1; ++o) {
                         const Eigen::Index ih = o * stride + ki - pt;
-                        T* d = dst + o * ow;
+                        T* d = dst + (o - o0) * ow;
                         if (ih < 0 || ih >= h) {
                             std::fill(d, d + ow, T(0));
                             continue;
@@ -134,14 +134,14 @@ struct Im2colGeometry {
         for (Eigen::Index ch = 0; ch < c; ++ch)
             for (int ki = 0; ki < kh; ++ki)
                 for (int kj = 0; kj < kw; ++kj) {
-                    const T* src = dcol + ((ch * kh + ki) * kw + kj) * ld - o0 * ow;
+                    const T* src = dcol + ((ch * kh + ki) * kw + kj) * ld;  // output row o0's columns
                     T* plane = dxn + ch * h * w;
                     const auto [ow0, ow1] = inside(kj);
                     for (Eigen::Index o = o0; o < o1; ++o) {
                         const Eigen::Index ih = o * stride + ki - pt;
                         if (ih < 0 || ih >= h) continue;
                         T* row = plane + ih * w + kj - pl;  // row[ow * stride]
-                        const T* s = src + o * ow;
+                        const T* s = src + (o - o0) * ow;
                         if (stride == 1)  // a contiguous loop GCC vectorises (the strided one not)
                             for (Eigen::Index j = ow0; j < ow1; ++j) row[j] += s[j];
                         else
