@@ -9,7 +9,10 @@
 // the timed step is: gather the batch, forward (training mode), fused softmax +
 // cross-entropy, zero_grad, backward, Adam step. Loading the data is not timed.
 // --json prints one line per epoch with the peer's fields (model, params, threads,
-// train_images, epoch_s, images_per_s, ...) plus peak_rss_mb (getrusage).
+// train_images, epoch_s, images_per_s, ...) plus peak_rss_mb (getrusage) and rank 0's
+// milliseconds per step in the step's phases (DataParallel::Times): step_parts_ms
+// (forward and backward), step_reduce_ms (summing replicas and ranks, waiting included),
+// step_update_ms (the guard and the optimizer; sharded: the new weights' exchange too).
 //
 // Under MPI (`mpirun -np N kitnn_bench_train ...`, noticed by itself, or --distributed
 // on): each batch is split across the ranks as in mnist_train (train/data_parallel.hpp),
@@ -84,7 +87,7 @@ int main(int argc, char** argv) {
     int replicas = 0;
     app.add_option("--replicas", replicas,
                    "split each batch across N model replicas, one per thread (0 = automatic: one per thread, "
-                   "at most 8, for models under 2 M multiply-adds per sample without BatchNorm; 1 = off)")
+                   "at most 8, for models under 2 M multiply-adds per sample; 1 = off)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_flag("--json", json, "one JSON line per epoch");
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
             for (size_t i = order.size(); i > 1; --i)  // Fisher–Yates
                 std::swap(order[i - 1], order[shuffle_rng.below(i)]);
 
+            dp->reset_times();
             const auto t0 = std::chrono::steady_clock::now();
             double loss_sum = 0;
             std::int64_t correct = 0;
@@ -188,14 +192,20 @@ int main(int argc, char** argv) {
             const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
             const double ips = double(n_train) / dt;
+            // Rank 0's milliseconds per step in each phase (DataParallel::Times).
+            const auto& tm = dp->times();
+            const double per = tm.steps ? 1e3 / double(tm.steps) : 0;
             if (json) {
                 std::printf(
                     "{\"peer\": \"kitnn\", \"model\": \"%s\", \"params\": %ld, \"threads\": %d, "
                     "\"epoch\": %d, \"train_images\": %ld, \"epoch_s\": %s, \"images_per_s\": %s, "
-                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s, \"replicas\": %d, \"ranks\": %d}\n",
+                    "\"loss\": %s, \"train_acc\": %s, \"peak_rss_mb\": %s, \"replicas\": %d, \"ranks\": %d, "
+                    "\"step_parts_ms\": %s, \"step_reduce_ms\": %s, \"step_update_ms\": %s}\n",
                     model.c_str(), long(net.param_count()), threads, epoch, long(n_train),
                     num(dt, 3).c_str(), num(ips, 1).c_str(), num(loss_sum / double(n_train), 4).c_str(),
-                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str(), reps, ranks);
+                    num(double(correct) / double(n_train), 4).c_str(), num(peak_rss_mb(), 1).c_str(), reps, ranks,
+                    num(tm.parts_s * per, 2).c_str(), num(tm.reduce_s * per, 2).c_str(),
+                    num(tm.update_s * per, 2).c_str());
             } else {
                 std::printf("epoch %d: %.3f s, %.1f images/s, loss %.4f, train acc %.4f, peak RSS %.1f MB\n",
                             epoch, dt, ips, loss_sum / double(n_train), double(correct) / double(n_train),

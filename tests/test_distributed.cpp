@@ -311,3 +311,161 @@ TEST_CASE("ranks x replicas: equal to one process up to rounding, and disagreein
     CHECK(messages[2] == messages[0]);
     run_ranks(2, [&](int, Collective& g) { check_same_run(g, {{"model", "keck"}}); });  // agree: no error
 }
+
+namespace {
+// Parameters of awkward sizes (none a multiple of 16) with random values and gradients.
+std::vector<Param<float>> shard_params(Rng& rng) {
+    std::vector<Param<float>> ps;
+    for (Eigen::Index n : {1000, 37, 4101, 130, 64}) {
+        Param<float> p;
+        p.resize(n, 1, 1, 1);
+        for (Eigen::Index i = 0; i < n; ++i) p.value.data()[i] = float(rng.uniform() - 0.5);
+        ps.push_back(std::move(p));
+    }
+    return ps;
+}
+}  // namespace
+
+TEST_CASE("Optimizer::step_range: shards updated apart give step()'s bits", "[optimizer][distributed]") {
+    // Three "ranks", each with its own optimizer, update [0, 640), [640, 3085), [3085, G):
+    // boundaries 640 values into parameter 0 and 2048 into parameter 2 (multiples of 64,
+    // as DataParallel places them), so the vector loops group the values as step() does.
+    auto check = [](auto make_opt) {
+        Rng rng(8);
+        auto whole = shard_params(rng);
+        auto shards = whole;
+        std::vector<Param<float>*> pw, ps;
+        for (auto& p : whole) pw.push_back(&p);
+        for (auto& p : shards) ps.push_back(&p);
+        auto ow = make_opt();
+        std::vector<decltype(make_opt())> os;
+        for (int r = 0; r < 3; ++r) os.push_back(make_opt());
+        const std::size_t bounds[4] = {0, 640, 1000 + 37 + 2048, 1000 + 37 + 4101 + 130 + 64};
+        for (int step = 0; step < 4; ++step) {
+            for (size_t i = 0; i < whole.size(); ++i)
+                for (Eigen::Index k = 0; k < whole[i].grad.size(); ++k)
+                    whole[i].grad.data()[k] = shards[i].grad.data()[k] = float(rng.uniform() - 0.5) * 0.1f;
+            ow->step(pw);
+            for (int r = 0; r < 3; ++r) os[size_t(r)]->step_range(ps, bounds[r], bounds[r + 1]);
+        }
+        for (size_t i = 0; i < whole.size(); ++i) CHECK(as_vector(shards[i].value) == as_vector(whole[i].value));
+        // Each shard's state is the whole optimizer's there.
+        const auto sw = ow->state();
+        for (int r = 0; r < 3; ++r) {
+            const auto sr = os[size_t(r)]->state();
+            REQUIRE(sr.size() == sw.size());
+            std::size_t off = 0;
+            for (size_t b = 0; b < sw.size(); ++b) {
+                const Eigen::Index n = sw[b].second.size();
+                const std::size_t base = off % (bounds[3]);  // each group of buffers spans G values
+                for (Eigen::Index k = 0; k < n; ++k) {
+                    const std::size_t flat = base + std::size_t(k);
+                    if (flat >= bounds[r] && flat < bounds[r + 1]) {
+                        INFO(sw[b].first << "[" << k << "]");
+                        REQUIRE(sr[b].second.data()[k] == sw[b].second.data()[k]);
+                    }
+                }
+                off += std::size_t(n);
+            }
+            CHECK(os[size_t(r)]->iterations() == 4);
+        }
+    };
+    check([] { return std::make_unique<Adam<float>>(); });
+    check([] {
+        AdamOptions o;
+        o.weight_decay = 0.01;
+        return std::make_unique<Adam<float>>(o);
+    });
+    check([] { return std::make_unique<AdamW<float>>(); });
+    check([] {
+        SGDOptions o;
+        o.momentum = 0.9;
+        o.nesterov = true;
+        o.weight_decay = 1e-3;
+        return std::make_unique<SGD<float>>(o);
+    });
+}
+
+TEST_CASE("sharded steps across ranks: the optimizer state is gathered, the guard agreed",
+          "[data_parallel][distributed]") {
+    // Every rank updates its shard only (DataParallel::sharded_update); after
+    // gather_optimizer_state every rank holds the state one process with as many replicas
+    // has, bit for bit — and not before (the shards are real).
+    Rng rng(40);
+    std::vector<Tensor<float>> xs;
+    std::vector<std::vector<std::uint8_t>> ys;
+    for (int s = 0; s < 3; ++s) xs.push_back(images<float>(9, rng)), ys.push_back(labels(9, rng));
+    for (int P : {2, 3}) {
+        INFO(P << " ranks");
+        auto one = bn_net<float>(41);
+        std::vector<typename Optimizer<float>::NamedTensors> before(static_cast<size_t>(P)),
+            after(static_cast<size_t>(P));
+        std::vector<std::vector<double>> w(static_cast<size_t>(P));
+        run_ranks(P, [&](int p, Collective& g) {
+            auto m = clone_model(one);
+            DataParallel<float> dp(m, 1, &g);
+            Adam<float> adam;
+            for (int s = 0; s < 3; ++s) dp.step(adam, xs[size_t(s)], ys[size_t(s)]);
+            before[size_t(p)] = adam.state();
+            dp.gather_optimizer_state(adam);
+            after[size_t(p)] = adam.state();
+            w[size_t(p)] = values(m);
+        });
+        auto ref = clone_model(one);
+        Adam<float> adam_ref;
+        {
+            const int saved = max_threads();
+            set_threads(1);
+            DataParallel<float> dp(ref, P);
+            for (int s = 0; s < 3; ++s) dp.step(adam_ref, xs[size_t(s)], ys[size_t(s)]);
+            set_threads(saved);
+        }
+        const auto sref = adam_ref.state();
+        auto same = [&](const typename Optimizer<float>::NamedTensors& s) {
+            if (s.size() != sref.size()) return false;
+            for (size_t b = 0; b < s.size(); ++b)
+                if (s[b].first != sref[b].first || as_vector(s[b].second) != as_vector(sref[b].second)) return false;
+            return true;
+        };
+        for (int p = 0; p < P; ++p) {
+            CHECK(w[size_t(p)] == values(ref));
+            CHECK_FALSE(same(before[size_t(p)]));
+            CHECK(same(after[size_t(p)]));
+        }
+    }
+    // A NaN in the last rank's part that the loss never sees: a 1x1 convolution keeps it
+    // at its pixel, the top right of a 2x2 pooling window, which max() drops; but the
+    // convolution's kernel gradient takes 0 * NaN from that pixel. The kernel is in rank
+    // 0's shard, so rank 0 finds it in the sum; every rank throws the same NonFiniteError
+    // naming it, and nobody updates.
+    auto net = [] {
+        Sequential<float> m(Shape::image(1, 8, 8), 3);
+        m.add<Conv2D>(3, K{1, 1});
+        m.add<MaxPool2D>(K{2, 2});
+        m.add<Flatten>();
+        m.add<Dense>(4);
+        return m;
+    };
+    auto start = net();
+    std::vector<std::string> messages(2);
+    std::vector<bool> unchanged(2, false);
+    auto x = images<float>(6, rng);
+    x.data()[5 * 64 + 1] = std::numeric_limits<float>::quiet_NaN();  // sample 5, row 0, column 1
+    const auto y = labels(6, rng);
+    run_ranks(2, [&](int p, Collective& g) {
+        auto m = clone_model(start);
+        const auto w0 = values(m);
+        DataParallel<float> dp(m, 1, &g);
+        Adam<float> adam;
+        try {
+            dp.step(adam, x, y);
+        } catch (const NonFiniteError& e) {
+            messages[size_t(p)] = e.what();
+        }
+        unchanged[size_t(p)] = values(m) == w0 && adam.iterations() == 0;
+    });
+    CHECK_THAT(messages[0], Catch::Contains("the gradient of layer 0 (Conv2D) 'kernel' is not finite"));
+    CHECK(messages[1] == messages[0]);
+    CHECK(unchanged[0]);
+    CHECK(unchanged[1]);
+}

@@ -9,8 +9,10 @@
 // Header-only, and the only kitnn header that needs MPI: the core library sees the
 // Collective interface (train/collective.hpp) and nothing else. MpiCommunicator is that
 // interface over MPI_COMM_WORLD:
-//   allgather  MPI_Allgather of bytes (one call per step: train/data_parallel.hpp packs
-//              every gradient into one flat buffer)
+//   allgather  MPI_Allgather of bytes (the shards' new weights, once per step:
+//              train/data_parallel.hpp packs them into one flat buffer)
+//   alltoall   MPI_Alltoall (the sharded update: each rank gets its shard of every
+//              rank's gradients)
 //   broadcast  MPI_Bcast,  barrier  MPI_Barrier
 // MPI is initialised with MPI_THREAD_FUNNELED: only the thread that called MPI_Init
 // talks to MPI (DataParallel's replica 0 runs on it). Errors: MPI's default handler on
@@ -88,6 +90,9 @@ public:
         MPI_Bcast(data, count(bytes), MPI_BYTE, root, MPI_COMM_WORLD);
     }
     void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+    void alltoall(const void* in, std::size_t bytes, void* out) override {
+        MPI_Alltoall(in, count(bytes), MPI_BYTE, out, count(bytes), MPI_BYTE, MPI_COMM_WORLD);
+    }
     // A sum with MPI_Allreduce (the library's order, not rank order): for the benchmark,
     // which compares it with ordered_sum.
     void allreduce_sum(float* data, std::size_t n) {

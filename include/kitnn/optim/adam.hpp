@@ -20,6 +20,8 @@
 #include "kitnn/optim/optimizer.hpp"
 
 #include <cmath>
+#include <cstddef>
+#include <limits>
 #include <stdexcept>
 
 namespace kitnn {
@@ -39,6 +41,10 @@ public:
     }
 
     void step(const std::vector<Param<T>*>& params) override {
+        step_range(params, 0, std::numeric_limits<std::size_t>::max());
+    }
+    bool shards() const override { return true; }
+    void step_range(const std::vector<Param<T>*>& params, std::size_t begin, std::size_t end) override {
         if (m_.empty())
             for (auto* p : params) {
                 m_.emplace_back(Eigen::Matrix<T, Eigen::Dynamic, 1>::Zero(p->value.size()));
@@ -50,13 +56,11 @@ public:
         const double t = double(this->t_);
         const T lr_t = T(o_.lr * std::sqrt(1 - std::pow(o_.beta2, t)) / (1 - std::pow(o_.beta1, t)));
         const T b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.epsilon), wd = T(o_.weight_decay);
-        for (size_t i = 0; i < params.size(); ++i) {
-            auto wv = as_vector(params[i]->value);
-            auto gv = as_vector(params[i]->grad);
-            auto w = wv.array();
-            auto g = gv.array();
-            auto m = m_[i].array();
-            auto v = v_[i].array();
+        this->for_each_segment(params, begin, end, [&](std::size_t i, Eigen::Index from, Eigen::Index n) {
+            auto w = as_vector(params[i]->value).segment(from, n).array();
+            auto g = as_vector(params[i]->grad).segment(from, n).array();
+            auto m = m_[i].segment(from, n).array();
+            auto v = v_[i].segment(from, n).array();
             // Whole-array expressions: Eigen vectorises each line into one pass.
             auto update = [&](const auto& gk) {
                 m = b1 * m + (1 - b1) * gk;
@@ -71,7 +75,7 @@ public:
             } else {
                 update(g);
             }
-        }
+        });
     }
     double learning_rate() const override { return o_.lr; }
     void set_learning_rate(double lr) override { o_.lr = lr; }

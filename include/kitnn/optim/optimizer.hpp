@@ -7,6 +7,9 @@
 
 #include "kitnn/core/tensor.hpp"
 
+#include <algorithm>
+#include <cstddef>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19,6 +22,21 @@ class Optimizer {
 public:
     virtual ~Optimizer() = default;
     virtual void step(const std::vector<Param<T>*>& params) = 0;
+
+    // Sharded updates: the ranks of a distributed step (train/data_parallel.hpp) each
+    // update one shard of the parameters, then exchange the new weights, instead of all
+    // of them repeating the whole update. step_range(params, begin, end) is step() for
+    // the values [begin, end) of the parameters laid end to end in `params` order: those
+    // values and their state (moments) only, and it counts one step as step() does. The
+    // same value gets the same bits from step() and from step_range() when the range
+    // starts at a multiple of 64 values into its parameter (the vector loops then group
+    // the values alike). An optimizer that cannot returns false from shards(), and every
+    // rank runs the whole step().
+    virtual bool shards() const { return false; }
+    virtual void step_range(const std::vector<Param<T>*>& params, std::size_t begin, std::size_t end) {
+        (void)params, (void)begin, (void)end;
+        throw std::logic_error("this optimizer cannot update a range of the parameters");
+    }
     virtual double learning_rate() const = 0;
     virtual void set_learning_rate(double lr) = 0;
     std::int64_t iterations() const { return t_; }
@@ -39,6 +57,19 @@ public:
     }
 
 protected:
+    // f(i, from, n) for each parameter i that overlaps [begin, end) of the parameters laid
+    // end to end: its values [from, from + n) are the overlap.
+    template <class F>
+    static void for_each_segment(const std::vector<Param<T>*>& params, std::size_t begin, std::size_t end, F f) {
+        std::size_t off = 0;
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            const std::size_t n = std::size_t(params[i]->value.size());
+            const std::size_t lo = std::max(begin, off), hi = std::min(end, off + n);
+            if (lo < hi) f(i, Eigen::Index(lo - off), Eigen::Index(hi - lo));
+            off += n;
+        }
+    }
+
     // Helpers for optimizers that keep one vector per parameter (moments, velocity).
     using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
     static void export_buffers(const std::string& prefix, const std::vector<Vec>& b, NamedTensors& out) {

@@ -9,6 +9,8 @@
 
 #include "kitnn/optim/optimizer.hpp"
 
+#include <cstddef>
+#include <limits>
 #include <stdexcept>
 
 namespace kitnn {
@@ -27,6 +29,10 @@ public:
     }
 
     void step(const std::vector<Param<T>*>& params) override {
+        step_range(params, 0, std::numeric_limits<std::size_t>::max());
+    }
+    bool shards() const override { return true; }
+    void step_range(const std::vector<Param<T>*>& params, std::size_t begin, std::size_t end) override {
         if (vel_.empty())
             for (auto* p : params)
                 vel_.emplace_back(Eigen::Matrix<T, Eigen::Dynamic, 1>::Zero(p->value.size()));
@@ -34,16 +40,16 @@ public:
             throw std::logic_error("SGD: the parameter list changed between steps");
         ++this->t_;
         const T lr = T(o_.lr), mu = T(o_.momentum), wd = T(o_.weight_decay);
-        for (size_t i = 0; i < params.size(); ++i) {
+        this->for_each_segment(params, begin, end, [&](std::size_t i, Eigen::Index from, Eigen::Index n) {
             auto w = as_vector(params[i]->value);
             auto g = as_vector(params[i]->grad);
             auto& v = vel_[i];
-            for (Eigen::Index k = 0; k < w.size(); ++k) {
+            for (Eigen::Index k = from; k < from + n; ++k) {
                 const T gk = g[k] + wd * w[k];
                 v[k] = mu * v[k] - lr * gk;
                 w[k] += o_.nesterov ? mu * v[k] - lr * gk : v[k];
             }
-        }
+        });
     }
     double learning_rate() const override { return o_.lr; }
     void set_learning_rate(double lr) override { o_.lr = lr; }

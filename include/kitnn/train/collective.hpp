@@ -6,6 +6,10 @@
 //                               all of them, participant p's at out + p * bytes
 //   broadcast(data, bytes, 0)   rank 0's bytes to every participant
 //   barrier()
+//   alltoall(in, bytes, out)    participant p sends block q of `in` to participant q and
+//                               gets participant q's block p at out + q * bytes (the
+//                               sharded update of train/data_parallel.hpp); a default
+//                               built on allgather is given
 // On top of allgather, ordered_sum() sums a buffer over the participants IN RANK ORDER,
 // itself, on every rank: ((b_0 + b_1) + b_2) + ... So every rank ends with the same bits
 // (MPI_Allreduce leaves the summation order to the implementation: not even equal
@@ -13,7 +17,9 @@
 // compute (train/data_parallel.hpp), which is what makes `mpirun -np 2` train to the
 // same weights as one process with `--replicas 2`, bit for bit.
 // The price: each rank receives (P - 1) buffers instead of a ring allreduce's
-// 2 (P - 1) / P; for the few ranks this is meant for (2 to 8) the difference is small
+// 2 (P - 1) / P, fine for small buffers (metrics, BatchNorm's statistics). A step's
+// gradients take the sharded way instead (train/data_parallel.hpp: an alltoall, then an
+// allgather of 1 / P each, a ring's traffic), summed in the same rank order
 // (docs/distributed.md has the measurements and the cost model).
 // The core library has no MPI dependency: this interface is all it sees.
 #pragma once
@@ -37,6 +43,17 @@ public:
     virtual void allgather(const void* in, std::size_t bytes, void* out) = 0;
     virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
     virtual void barrier() = 0;
+    // in: size() blocks of `bytes`, block q for participant q; out: size() blocks, block q
+    // from participant q. This default gathers every participant's whole `in` (size()
+    // times the traffic of a real alltoall, such as MPI_Alltoall) and keeps its blocks:
+    // correct over any Collective.
+    virtual void alltoall(const void* in, std::size_t bytes, void* out) {
+        const std::size_t P = std::size_t(size()), me = std::size_t(rank());
+        std::vector<unsigned char> all(P * P * bytes);
+        allgather(in, P * bytes, all.data());
+        for (std::size_t q = 0; q < P; ++q)
+            if (bytes) std::memcpy(static_cast<unsigned char*>(out) + q * bytes, all.data() + (q * P + me) * bytes, bytes);
+    }
     bool is_root() const { return rank() == 0; }
 };
 

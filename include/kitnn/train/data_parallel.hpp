@@ -15,11 +15,17 @@
 //      g_k = its share of the gradient of the batch's mean loss       [part_gradients]
 //   3. reduce: grad = sum_k g_k, summed in part order — first the replicas of a rank
 //      into the model's gradients ((g_0 + g_1) + g_2 ...), then across ranks in rank
-//      order (train/collective.hpp: ordered_sum), one allgather of ONE flat buffer
-//      holding every gradient and the step's metrics. Every rank gets the same bits.
+//      order. Across ranks the update is SHARDED when the optimizer can (Adam, SGD:
+//      Optimizer::shards): rank q sums and updates only its shard q of the parameters
+//      laid end to end — an alltoall hands it every rank's gradients for that shard,
+//      and an allgather hands everyone the shards' new weights (sharded_update); else
+//      one allgather of ONE flat buffer holding every gradient and the step's metrics,
+//      and every rank sums and updates everything (reduce_across_ranks). Both sum in
+//      rank order: every rank gets the same bits.
 //   4. guard (a non-finite loss or gradient: nothing is updated; every rank sees the
-//      same sums, so all of them stop together), optimizer step on the model; the
-//      replicas copy the new weights at the next step                  [guarded_update]
+//      same sums, or agrees on its shards' verdicts first, so all of them stop
+//      together), optimizer step on the model; the replicas copy the new weights at
+//      the next step                                                     [guarded_update]
 // With K = 1 this is exactly the plain step: forward, loss, backward, guard, update.
 // Guarantees: with one replica per rank, P ranks give the same bits as one process with
 // R = P replicas (same seed, batch, thread count per part), because the parts, their
@@ -56,7 +62,10 @@
 #include "kitnn/train/collective.hpp"
 #include "kitnn/train/non_finite.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -199,6 +208,8 @@ double train_step(Sequential<T>& model, Optimizer<T>& opt, SoftmaxCrossEntropy<T
 
 template <class T>
 class DataParallel {
+    using Clock = std::chrono::steady_clock;
+
 public:
     // "" when `model` can be trained by DataParallel, else the reason.
     static std::string unsupported_reason(Sequential<T>& model) {
@@ -283,10 +294,13 @@ public:
             return 0;
         }
         const int R = replicas(), K = workers();
+        const auto t0 = Clock::now();
         if (K == 1) {  // the plain step, on the model itself
             Part& p = work_[0];
             const double loss = detail::part_gradients(*model_, p.ce, x, y.data(), 0, p.dlogits, correct);
+            const auto t1 = Clock::now();
             detail::guarded_update(*model_, opt, loss);
+            add_times(t0, t1, t1, Clock::now());
             return loss;
         }
         // Parts: K_used = min(K, N) parts of N * k / K_used .. N * (k + 1) / K_used.
@@ -360,6 +374,7 @@ public:
                     }
                 }
 
+        const auto t1 = Clock::now();
         // Step 3: the replicas' gradients into the model's, in replica order.
         const auto& params = model_->params();
         for (int r = 1; r < active; ++r)
@@ -370,12 +385,58 @@ public:
             metrics[0] += work_[size_t(r)].loss * double(work_[size_t(r)].n);
             metrics[1] += double(work_[size_t(r)].correct);
         }
+        if (ranks() > 1 && opt.shards()) return sharded_update(opt, metrics, N, correct, t0, t1);
         if (ranks() > 1) reduce_across_ranks(metrics);
+        const auto t2 = Clock::now();
         const double loss = metrics[0] / double(N);
         if (correct) *correct = std::int64_t(metrics[1]);
         detail::guarded_update(*model_, opt, loss);
+        add_times(t0, t1, t2, Clock::now());
         return loss;
     }
+
+    // After sharded steps (several ranks, an optimizer that shards(): see sharded_update)
+    // each rank's optimizer state (Adam's moments) is current on its own shard only.
+    // This collective call gives every rank the whole state; call it on EVERY rank before
+    // one of them reads opt.state() (a training checkpoint: fit() does at the end of each
+    // epoch). Nothing to do, and no communication, when no sharded step ran since the
+    // last call.
+    void gather_optimizer_state(Optimizer<T>& opt) {
+        if (!scattered_) return;
+        scattered_ = false;
+        auto s = opt.state();
+        const auto& params = model_->params();
+        const size_t n_params = params.size();
+        // The buffers come in groups of one per parameter, in parameter order (Adam:
+        // "adam.m.0".."adam.m.<n-1>", then "adam.v.*"): each group is laid end to end
+        // like the parameters and shared out like them.
+        if (n_params == 0 || s.size() % n_params != 0)
+            throw std::logic_error("DataParallel: optimizer state of " + std::to_string(s.size()) +
+                                   " buffers for " + std::to_string(n_params) + " parameters");
+        std::vector<T*> bufs(n_params);
+        for (size_t g0 = 0; g0 < s.size(); g0 += n_params) {
+            for (size_t i = 0; i < n_params; ++i) {
+                if (s[g0 + i].second.size() != params[i]->value.size())
+                    throw std::logic_error("DataParallel: optimizer buffer '" + s[g0 + i].first +
+                                           "' does not match parameter " + std::to_string(i));
+                bufs[i] = s[g0 + i].second.data();
+            }
+            exchange_shards(bufs);
+        }
+        opt.load_state(s, params, opt.iterations());
+    }
+
+    // Time spent in each phase of the steps since the last reset_times(), on this rank:
+    // parts = forward and backward of this rank's parts, reduce = summing the replicas'
+    // and the ranks' gradients (the communication, waiting for the slowest rank
+    // included), update = the guard and the optimizer (and, sharded, the exchange of the
+    // new weights). For kitnn_bench_train's JSON and docs/distributed.md.
+    struct Times {
+        double parts_s = 0, reduce_s = 0, update_s = 0;
+        std::int64_t steps = 0;
+    };
+    const Times& times() const { return times_; }
+    void reset_times() { times_ = Times{}; }
 
     // Values in one rank's flat buffer: every gradient, then the two metrics (as T:
     // see reduce_across_ranks). For the allreduce benchmark and the docs.
@@ -393,41 +454,190 @@ private:
     };
 
     // One allgather of one flat buffer per step: the model's gradients (this rank's sum)
-    // followed by the metrics, as raw bytes; then every rank adds the ranks' buffers in
-    // rank order itself (train/collective.hpp: why not MPI_Allreduce).
+    // followed by the metrics; then every rank adds the ranks' blocks in rank order
+    // itself (train/collective.hpp: why not MPI_Allreduce), straight into the model's
+    // gradients. Memory passes: one copy in, the allgather, one summing pass (kerascnn:
+    // 4.8 MB a rank; the older copy-into-a-scratch-sum version took 2 ms more a step).
     void reduce_across_ranks(double* metrics) {
-        const size_t G = grad_values_, gbytes = G * sizeof(T), bytes = gbytes + 2 * sizeof(double);
-        flat_.resize(bytes);
+        const size_t G = grad_values_, S = block_values();
+        flat_.resize(Eigen::Index(S));
         size_t at = 0;
         for (auto* p : model_->params()) {
             std::memcpy(flat_.data() + at, p->grad.data(), size_t(p->grad.size()) * sizeof(T));
-            at += size_t(p->grad.size()) * sizeof(T);
+            at += size_t(p->grad.size());
         }
-        std::memcpy(flat_.data() + gbytes, metrics, 2 * sizeof(double));
+        std::memcpy(flat_.data() + G, metrics, 2 * sizeof(double));  // bytes of 2 doubles in T slots
         const int P = ranks();
-        gathered_.resize(bytes * size_t(P));
-        group_->allgather(flat_.data(), bytes, gathered_.data());
-        sum_.assign(G, T(0));
-        tmp_.resize(G);
-        std::memcpy(sum_.data(), gathered_.data(), gbytes);  // rank 0's, then the others added
-        double m[2];
-        std::memcpy(m, gathered_.data() + gbytes, sizeof m);
-        for (int q = 1; q < P; ++q) {
-            const unsigned char* b = gathered_.data() + size_t(q) * bytes;
-            std::memcpy(tmp_.data(), b, gbytes);  // into aligned T: the bytes carry no alignment
-            for (size_t i = 0; i < G; ++i) sum_[i] += tmp_[i];
+        gathered_.resize(Eigen::Index(S) * P);
+        group_->allgather(flat_.data(), S * sizeof(T), gathered_.data());
+        // Rank order: ((b_0 + b_1) + b_2) ..., as the in-process replicas are summed.
+        auto block = [&](int q, size_t from, size_t n) {
+            return gathered_.segment(Eigen::Index(size_t(q) * S + from), Eigen::Index(n));
+        };
+        at = 0;
+        for (auto* p : model_->params()) {
+            const size_t n = size_t(p->grad.size());
+            auto g = as_vector(p->grad);
+            g = block(0, at, n) + block(1, at, n);
+            for (int q = 2; q < P; ++q) g += block(q, at, n);
+            at += n;
+        }
+        double m[2] = {0, 0};
+        for (int q = 0; q < P; ++q) {
             double mq[2];
-            std::memcpy(mq, b + gbytes, sizeof mq);
+            std::memcpy(mq, gathered_.data() + size_t(q) * S + G, sizeof mq);
             m[0] += mq[0];
             m[1] += mq[1];
         }
-        at = 0;
-        for (auto* p : model_->params()) {
-            std::memcpy(p->grad.data(), sum_.data() + at, size_t(p->grad.size()) * sizeof(T));
-            at += size_t(p->grad.size());
-        }
         metrics[0] = m[0];
         metrics[1] = m[1];
+    }
+    // Values of T in one rank's block: the gradients, the two metrics (as the bytes of 2
+    // doubles), rounded up to 16 values so every block starts 64-byte aligned.
+    size_t block_values() const { return round16(grad_values_ + metric_values()); }
+
+    // The sharded reduction and update (several ranks, an optimizer that shards()), in
+    // the place of reduce_across_ranks + guarded_update: every rank sums and updates only
+    // its shard of the parameters, as ZeRO's stage 1 and Horovod's sharded optimisers do.
+    //   1. alltoall: rank p sends shard q of its gradients (and its metrics) to rank q
+    //   2. each rank sums its shard over the ranks in rank order (the bits of the
+    //      replicas' and of reduce_across_ranks's sums) into the model's gradients
+    //   3. the guard: the loss is the same on every rank; a non-finite gradient is found
+    //      by the rank that owns it, so the ranks agree by a small allgather of "the
+    //      first bad parameter" before anyone updates (all throw, nothing is touched)
+    //   4. opt.step_range on the shard: the same bits as step() would give there
+    //   5. allgather of the shards' new weights into every rank's model
+    // Per step and rank: (P - 1) / P of the gradients in, as much of the weights in (the
+    // traffic of a ring allreduce), and 1 / P of the summing and of the update. Left
+    // behind: outside its shard, a rank's gradients hold its own sum only, and its
+    // optimizer state is stale there (gather_optimizer_state).
+    double sharded_update(Optimizer<T>& opt, const double* local_metrics, Eigen::Index N, std::int64_t* correct,
+                          Clock::time_point t0, Clock::time_point t1) {
+        const auto& params = model_->params();
+        const int P = ranks(), me = rank();
+        if (bounds_.empty()) make_bounds();
+        const size_t L = shard_max(), mv = metric_values(), B = round16(L + mv);
+        send_.resize(Eigen::Index(size_t(P) * B));
+        for (int q = 0; q < P; ++q) {
+            T* block = send_.data() + size_t(q) * B;
+            for_each_piece(bounds_[size_t(q)], bounds_[size_t(q) + 1], [&](size_t i, size_t from, size_t n, size_t at) {
+                std::memcpy(block + at, params[i]->grad.data() + from, n * sizeof(T));
+            });
+            std::memcpy(block + L, local_metrics, 2 * sizeof(double));  // bytes of 2 doubles in T slots
+        }
+        recv_.resize(send_.size());
+        group_->alltoall(send_.data(), B * sizeof(T), recv_.data());
+        // Rank order: ((b_0 + b_1) + b_2) ..., straight into this shard of the gradients.
+        std::int32_t bad = -1;  // the first parameter with a non-finite gradient in my shard
+        for_each_piece(bounds_[size_t(me)], bounds_[size_t(me) + 1], [&](size_t i, size_t from, size_t n, size_t at) {
+            auto g = as_vector(params[i]->grad).segment(Eigen::Index(from), Eigen::Index(n));
+            auto b = [&](int q) { return recv_.segment(Eigen::Index(size_t(q) * B + at), Eigen::Index(n)); };
+            g = b(0) + b(1);
+            for (int q = 2; q < P; ++q) g += b(q);
+            if (bad < 0 && !g.allFinite()) bad = std::int32_t(i);
+        });
+        double m[2] = {0, 0};
+        for (int q = 0; q < P; ++q) {
+            double mq[2];
+            std::memcpy(mq, recv_.data() + size_t(q) * B + L, sizeof mq);
+            m[0] += mq[0];
+            m[1] += mq[1];
+        }
+        const double loss = m[0] / double(N);
+        if (correct) *correct = std::int64_t(m[1]);
+        // The guard, in guarded_update's order: the loss (equal on every rank, so all
+        // throw together), then the gradients (agreed on first).
+        if (!std::isfinite(loss)) throw NonFiniteError("the loss is " + std::to_string(loss));
+        std::vector<std::int32_t> flags(size_t(P), -1);
+        group_->allgather(&bad, sizeof bad, flags.data());
+        std::int32_t first = -1;
+        for (auto f : flags)
+            if (f >= 0 && (first < 0 || f < first)) first = f;
+        if (first >= 0)
+            throw NonFiniteError(gradient_name(size_t(first)) + " is not finite (the loss was " +
+                                 std::to_string(loss) + ")");
+        const auto t2 = Clock::now();
+        opt.step_range(params, bounds_[size_t(me)], bounds_[size_t(me) + 1]);
+        scattered_ = true;
+        std::vector<T*> values(params.size());
+        for (size_t i = 0; i < params.size(); ++i) values[i] = params[i]->value.data();
+        exchange_shards(values);
+        add_times(t0, t1, t2, Clock::now());
+        return loss;
+    }
+
+    // bufs[i]: a buffer the size of parameter i. Every rank's shard of them goes to every
+    // rank (one allgather), so all ranks end with all shards.
+    void exchange_shards(const std::vector<T*>& bufs) {
+        if (bounds_.empty()) make_bounds();
+        const int P = ranks(), me = rank();
+        const size_t B = round16(shard_max());
+        wsend_.resize(Eigen::Index(B));
+        for_each_piece(bounds_[size_t(me)], bounds_[size_t(me) + 1], [&](size_t i, size_t from, size_t n, size_t at) {
+            std::memcpy(wsend_.data() + at, bufs[i] + from, n * sizeof(T));
+        });
+        wrecv_.resize(Eigen::Index(size_t(P) * B));
+        group_->allgather(wsend_.data(), B * sizeof(T), wrecv_.data());
+        for (int q = 0; q < P; ++q) {
+            if (q == me) continue;
+            const T* block = wrecv_.data() + size_t(q) * B;
+            for_each_piece(bounds_[size_t(q)], bounds_[size_t(q) + 1], [&](size_t i, size_t from, size_t n, size_t at) {
+                std::memcpy(bufs[i] + from, block + at, n * sizeof(T));
+            });
+        }
+    }
+
+    // The shards: rank q owns the values [bounds_[q], bounds_[q + 1]) of the parameters
+    // laid end to end, near G q / P, each boundary moved back to a multiple of 64 values
+    // into its parameter (Optimizer::step_range: then the shards' update has the bits of
+    // the whole one).
+    void make_bounds() {
+        const auto& params = model_->params();
+        const int P = ranks();
+        std::vector<size_t> offsets(params.size() + 1, 0);
+        for (size_t i = 0; i < params.size(); ++i) offsets[i + 1] = offsets[i] + size_t(params[i]->value.size());
+        const size_t G = offsets.back();
+        bounds_.assign(size_t(P) + 1, G);
+        bounds_[0] = 0;
+        for (int q = 1; q < P; ++q) {
+            const size_t t = G * size_t(q) / size_t(P);
+            size_t i = 0;
+            while (i + 1 < params.size() && offsets[i + 1] <= t) ++i;
+            bounds_[size_t(q)] = std::max(bounds_[size_t(q) - 1], offsets[i] + (t - offsets[i]) / 64 * 64);
+        }
+        offsets_ = std::move(offsets);
+    }
+    size_t shard_max() const {
+        size_t L = 0;
+        for (size_t q = 0; q + 1 < bounds_.size(); ++q) L = std::max(L, bounds_[q + 1] - bounds_[q]);
+        return L;
+    }
+    // f(i, from, n, at): parameter i's values [from, from + n) are the shard's [at, at + n).
+    template <class F>
+    void for_each_piece(size_t begin, size_t end, F f) const {
+        for (size_t i = 0; i + 1 < offsets_.size(); ++i) {
+            const size_t lo = std::max(begin, offsets_[i]), hi = std::min(end, offsets_[i + 1]);
+            if (lo < hi) f(i, lo - offsets_[i], hi - lo, lo - begin);
+        }
+    }
+    // nonfinite_gradient's name for parameter i of model_->params().
+    std::string gradient_name(size_t index) {
+        size_t at = 0;
+        for (size_t l = 0; l < model_->size(); ++l)
+            for (auto* p : model_->layer(l).params())
+                if (at++ == index)
+                    return "the gradient of layer " + std::to_string(l) + " (" + model_->layer(l).type() + ") '" +
+                           p->name + "'";
+        return "the gradient of parameter " + std::to_string(index);
+    }
+    static size_t metric_values() { return (2 * sizeof(double) + sizeof(T) - 1) / sizeof(T); }
+    static size_t round16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned blocks of floats
+    void add_times(Clock::time_point t0, Clock::time_point t1, Clock::time_point t2, Clock::time_point t3) {
+        auto s = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+        times_.parts_s += s(t0, t1);
+        times_.reduce_s += s(t1, t2);
+        times_.update_s += s(t2, t3);
+        ++times_.steps;
     }
 
     // The replicas get the model's current weights and state (changed by the last step,
@@ -488,8 +698,15 @@ private:
     std::vector<Part> work_;                              // one per replica
     std::unique_ptr<detail::ReplicaStatsReducer> stats_;  // synchronised BatchNorm (K > 1)
     size_t grad_values_ = 0;                              // G: values of all gradients
-    std::vector<unsigned char> flat_, gathered_;          // (G*T + 2 doubles), (P of them)
-    std::vector<T> sum_, tmp_;                            // (G) the rank-ordered sum
+    Eigen::Matrix<T, Eigen::Dynamic, 1> flat_, gathered_;  // (S) this rank's block, (P*S) all
+    // Sharded steps: rank q's shard is [bounds_[q], bounds_[q+1]) of the G values,
+    // parameter i is [offsets_[i], offsets_[i+1]); send_/recv_ (P*B) the gradients'
+    // alltoall, B = the longest shard + the metrics, rounded to 16; wsend_ (B'), wrecv_
+    // (P*B') the new weights' allgather, B' = the longest shard rounded to 16.
+    std::vector<size_t> bounds_, offsets_;
+    Eigen::Matrix<T, Eigen::Dynamic, 1> send_, recv_, wsend_, wrecv_;
+    bool scattered_ = false;  // the optimizer state is current on this rank's shard only
+    Times times_;
     std::vector<std::pair<Rng*, std::array<std::uint64_t, 4>>> saved_;  // the model's, at the step's start
 };
 

@@ -321,6 +321,9 @@ public:
         out_ << std::defaultfloat << std::flush;
         st_.history.push_back(es);
         st_.epoch = es.epoch;
+        // Sharded updates leave each rank's optimizer state current on its shard only:
+        // every rank takes part in gathering it before rank 0 saves it.
+        dp_->gather_optimizer_state(opt_);
         if (!root_) return;
         if (!o_.history_csv.empty()) write_file_atomic(o_.history_csv, history_csv(st_.history));
         if (!o_.last_checkpoint.empty())
