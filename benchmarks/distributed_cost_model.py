@@ -9,10 +9,19 @@ plus its gradient reduction, one after the other (kitnn does not overlap them):
 
   compute    t_c = b / ips                            b: images per machine per step
   ring       t_r = 2 (P-1)/P * S / BW + 2 (P-1) * a   (MPI_Allreduce's ring algorithm)
+  sharded    t_s = 2 (P-1)/P * S / BW + 3 (P-1) * a + S / M
+                                                       (kitnn's sharded update: an alltoall
+                                                       brings each rank the P-1 other
+                                                       ranks' gradients of its shard, it
+                                                       adds them in rank order (M = memory
+                                                       speed), an allgather spreads the
+                                                       shards' new weights; a ring's bytes,
+                                                       one more latency for the guard)
   allgather  t_g = (P-1) * S / BW + (P-1) * a + (P-1) * S / M
-                                                       (kitnn's ordered_sum: every rank
-                                                       receives all P-1 other buffers and
-                                                       adds them itself, M = memory speed)
+                                                       (kitnn before the sharded update, and
+                                                       still for optimizers that cannot
+                                                       shard: every rank receives all P-1
+                                                       other buffers and adds them itself)
   images/s   = P * b / (t_c + t_comm),  efficiency = t_c / (t_c + t_comm)
 
 Two ways to use P machines:
@@ -50,15 +59,18 @@ def main():
         for net, (bw, lat) in nets.items():
             for mode in ("weak", "strong"):
                 print(f"\n{model}, {net}, {mode} scaling ({'100 images per machine' if mode == 'weak' else 'global batch 100'})")
-                print("| machines | step ms (compute + reduce) | images/s ring | eff. ring | images/s kitnn allgather | eff. kitnn |")
-                print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+                print("| machines | step ms (compute + ring / sharded / allgather) | images/s ring | eff. ring "
+                      "| images/s kitnn sharded | eff. sharded | images/s allgather | eff. allgather |")
+                print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
                 for P in machines:
                     b = 100.0 if mode == "weak" else 100.0 / P
                     tc = b / ips[model]
                     tr = 0.0 if P == 1 else 2 * (P - 1) / P * S / bw + 2 * (P - 1) * lat
+                    ts = 0.0 if P == 1 else 2 * (P - 1) / P * S / bw + 3 * (P - 1) * lat + S / (args.mem_gbs * 1e9)
                     tg = 0.0 if P == 1 else (P - 1) * S / bw + (P - 1) * lat + (P - 1) * S / (args.mem_gbs * 1e9)
-                    print(f"| {P} | {1e3 * tc:.1f} + {1e3 * tr:.1f} / {1e3 * tg:.1f} | {P * b / (tc + tr):,.0f} | "
-                          f"{tc / (tc + tr):.0%} | {P * b / (tc + tg):,.0f} | {tc / (tc + tg):.0%} |")
+                    print(f"| {P} | {1e3 * tc:.1f} + {1e3 * tr:.1f} / {1e3 * ts:.1f} / {1e3 * tg:.1f} | "
+                          f"{P * b / (tc + tr):,.0f} | {tc / (tc + tr):.0%} | {P * b / (tc + ts):,.0f} | "
+                          f"{tc / (tc + ts):.0%} | {P * b / (tc + tg):,.0f} | {tc / (tc + tg):.0%} |")
 
 
 if __name__ == "__main__":
