@@ -30,8 +30,10 @@ public:
     // values and their state (moments) only, and it counts one step as step() does. The
     // same value gets the same bits from step() and from step_range() when the range
     // starts at a multiple of 64 values into its parameter (the vector loops then group
-    // the values alike). An optimizer that cannot returns false from shards(), and every
-    // rank runs the whole step().
+    // the values alike). An optimizer that shards() keeps its state() as groups of one
+    // buffer per parameter, in parameter order (as export_buffers writes them), which
+    // DataParallel::gather_optimizer_state gathers shard by shard. An optimizer that
+    // cannot returns false from shards(), and every rank runs the whole step().
     virtual bool shards() const { return false; }
     virtual void step_range(const std::vector<Param<T>*>& params, std::size_t begin, std::size_t end) {
         (void)params, (void)begin, (void)end;
