@@ -469,3 +469,51 @@ TEST_CASE("sharded steps across ranks: the optimizer state is gathered, the guar
     CHECK(unchanged[0]);
     CHECK(unchanged[1]);
 }
+
+namespace {
+// Adam that says it cannot update a range: DataParallel takes the allgather path then.
+struct WholeAdam final : Adam<float> {
+    bool shards() const override { return false; }
+};
+}  // namespace
+
+TEST_CASE("ranks with an optimizer that cannot shard: one allgather, the replicas' bits",
+          "[data_parallel][distributed]") {
+    // Every rank adds every rank's whole gradient (reduce_across_ranks) and runs the whole
+    // update: the weights AND the optimizer state equal one process with as many
+    // replicas, bit for bit, with nothing to gather.
+    Rng rng(50);
+    std::vector<Tensor<float>> xs;
+    std::vector<std::vector<std::uint8_t>> ys;
+    for (int s = 0; s < 3; ++s) xs.push_back(images<float>(9, rng)), ys.push_back(labels(9, rng));
+    for (int P : {2, 3}) {
+        INFO(P << " ranks");
+        auto one = bn_net<float>(51);
+        std::vector<std::vector<double>> w(static_cast<size_t>(P)), state(static_cast<size_t>(P));
+        run_ranks(P, [&](int p, Collective& g) {
+            auto m = clone_model(one);
+            DataParallel<float> dp(m, 1, &g);
+            WholeAdam adam;
+            for (int s = 0; s < 3; ++s) dp.step(adam, xs[size_t(s)], ys[size_t(s)]);
+            dp.gather_optimizer_state(adam);  // nothing scattered: no communication, no change
+            w[size_t(p)] = values(m);
+            for (auto& kv : adam.state())
+                state[size_t(p)].insert(state[size_t(p)].end(), kv.second.data(), kv.second.data() + kv.second.size());
+        });
+        auto ref = clone_model(one);
+        Adam<float> adam_ref;
+        {
+            const int saved = max_threads();
+            set_threads(1);
+            DataParallel<float> dp(ref, P);
+            for (int s = 0; s < 3; ++s) dp.step(adam_ref, xs[size_t(s)], ys[size_t(s)]);
+            set_threads(saved);
+        }
+        std::vector<double> sref;
+        for (auto& kv : adam_ref.state()) sref.insert(sref.end(), kv.second.data(), kv.second.data() + kv.second.size());
+        for (int p = 0; p < P; ++p) {
+            CHECK(w[size_t(p)] == values(ref));
+            CHECK(state[size_t(p)] == sref);
+        }
+    }
+}
