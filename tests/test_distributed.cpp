@@ -324,6 +324,31 @@ std::vector<Param<float>> shard_params(Rng& rng) {
     }
     return ps;
 }
+
+// Three batches of 9 samples for bn_net, from `seed`.
+struct Batches {
+    std::vector<Tensor<float>> xs;
+    std::vector<std::vector<std::uint8_t>> ys;
+};
+Batches three_batches(std::uint64_t seed) {
+    Rng rng(seed);
+    Batches b;
+    for (int s = 0; s < 3; ++s) b.xs.push_back(images<float>(9, rng)), b.ys.push_back(labels(9, rng));
+    return b;
+}
+// The reference for P ranks: `one`'s copy trained on the batches by one process with P
+// replicas (one thread each, as the thread-ranks have), with `adam`.
+Sequential<float> replicas_reference(Sequential<float>& one, int P, const Batches& b, Adam<float>& adam) {
+    auto ref = clone_model(one);
+    const int saved = max_threads();
+    set_threads(1);
+    {
+        DataParallel<float> dp(ref, P);
+        for (size_t s = 0; s < b.xs.size(); ++s) dp.step(adam, b.xs[s], b.ys[s]);
+    }
+    set_threads(saved);
+    return ref;
+}
 }  // namespace
 
 TEST_CASE("Optimizer::step_range: shards updated apart give step()'s bits", "[optimizer][distributed]") {
@@ -391,10 +416,7 @@ TEST_CASE("sharded steps across ranks: the optimizer state is gathered, the guar
     // Every rank updates its shard only (DataParallel::sharded_update); after
     // gather_optimizer_state every rank holds the state one process with as many replicas
     // has, bit for bit — and not before (the shards are real).
-    Rng rng(40);
-    std::vector<Tensor<float>> xs;
-    std::vector<std::vector<std::uint8_t>> ys;
-    for (int s = 0; s < 3; ++s) xs.push_back(images<float>(9, rng)), ys.push_back(labels(9, rng));
+    const Batches b = three_batches(40);
     for (int P : {2, 3}) {
         INFO(P << " ranks");
         auto one = bn_net<float>(41);
@@ -405,21 +427,14 @@ TEST_CASE("sharded steps across ranks: the optimizer state is gathered, the guar
             auto m = clone_model(one);
             DataParallel<float> dp(m, 1, &g);
             Adam<float> adam;
-            for (int s = 0; s < 3; ++s) dp.step(adam, xs[size_t(s)], ys[size_t(s)]);
+            for (size_t s = 0; s < b.xs.size(); ++s) dp.step(adam, b.xs[s], b.ys[s]);
             before[size_t(p)] = adam.state();
             dp.gather_optimizer_state(adam);
             after[size_t(p)] = adam.state();
             w[size_t(p)] = values(m);
         });
-        auto ref = clone_model(one);
         Adam<float> adam_ref;
-        {
-            const int saved = max_threads();
-            set_threads(1);
-            DataParallel<float> dp(ref, P);
-            for (int s = 0; s < 3; ++s) dp.step(adam_ref, xs[size_t(s)], ys[size_t(s)]);
-            set_threads(saved);
-        }
+        auto ref = replicas_reference(one, P, b, adam_ref);
         const auto sref = adam_ref.state();
         auto same = [&](const typename Optimizer<float>::NamedTensors& s) {
             if (s.size() != sref.size()) return false;
@@ -449,6 +464,7 @@ TEST_CASE("sharded steps across ranks: the optimizer state is gathered, the guar
     auto start = net();
     std::vector<std::string> messages(2);
     std::vector<bool> unchanged(2, false);
+    Rng rng(42);
     auto x = images<float>(6, rng);
     x.data()[5 * 64 + 1] = std::numeric_limits<float>::quiet_NaN();  // sample 5, row 0, column 1
     const auto y = labels(6, rng);
@@ -482,10 +498,7 @@ TEST_CASE("ranks with an optimizer that cannot shard: one allgather, the replica
     // Every rank adds every rank's whole gradient (reduce_across_ranks) and runs the whole
     // update: the weights AND the optimizer state equal one process with as many
     // replicas, bit for bit, with nothing to gather.
-    Rng rng(50);
-    std::vector<Tensor<float>> xs;
-    std::vector<std::vector<std::uint8_t>> ys;
-    for (int s = 0; s < 3; ++s) xs.push_back(images<float>(9, rng)), ys.push_back(labels(9, rng));
+    const Batches b = three_batches(50);
     for (int P : {2, 3}) {
         INFO(P << " ranks");
         auto one = bn_net<float>(51);
@@ -494,21 +507,14 @@ TEST_CASE("ranks with an optimizer that cannot shard: one allgather, the replica
             auto m = clone_model(one);
             DataParallel<float> dp(m, 1, &g);
             WholeAdam adam;
-            for (int s = 0; s < 3; ++s) dp.step(adam, xs[size_t(s)], ys[size_t(s)]);
+            for (size_t s = 0; s < b.xs.size(); ++s) dp.step(adam, b.xs[s], b.ys[s]);
             dp.gather_optimizer_state(adam);  // nothing scattered: no communication, no change
             w[size_t(p)] = values(m);
             for (auto& kv : adam.state())
                 state[size_t(p)].insert(state[size_t(p)].end(), kv.second.data(), kv.second.data() + kv.second.size());
         });
-        auto ref = clone_model(one);
         Adam<float> adam_ref;
-        {
-            const int saved = max_threads();
-            set_threads(1);
-            DataParallel<float> dp(ref, P);
-            for (int s = 0; s < 3; ++s) dp.step(adam_ref, xs[size_t(s)], ys[size_t(s)]);
-            set_threads(saved);
-        }
+        auto ref = replicas_reference(one, P, b, adam_ref);
         std::vector<double> sref;
         for (auto& kv : adam_ref.state()) sref.insert(sref.end(), kv.second.data(), kv.second.data() + kv.second.size());
         for (int p = 0; p < P; ++p) {

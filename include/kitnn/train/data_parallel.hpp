@@ -482,15 +482,7 @@ private:
             for (int q = 2; q < P; ++q) g += block(q, at, n);
             at += n;
         }
-        double m[2] = {0, 0};
-        for (int q = 0; q < P; ++q) {
-            double mq[2];
-            std::memcpy(mq, gathered_.data() + size_t(q) * S + G, sizeof mq);
-            m[0] += mq[0];
-            m[1] += mq[1];
-        }
-        metrics[0] = m[0];
-        metrics[1] = m[1];
+        sum_metrics(gathered_.data() + G, S, metrics);
     }
     // Values of T in one rank's block: the gradients, the two metrics (as the bytes of 2
     // doubles), rounded up to 16 values so every block starts 64-byte aligned.
@@ -536,13 +528,8 @@ private:
             for (int q = 2; q < P; ++q) g += b(q);
             if (bad < 0 && !g.allFinite()) bad = std::int32_t(i);
         });
-        double m[2] = {0, 0};
-        for (int q = 0; q < P; ++q) {
-            double mq[2];
-            std::memcpy(mq, recv_.data() + size_t(q) * B + L, sizeof mq);
-            m[0] += mq[0];
-            m[1] += mq[1];
-        }
+        double m[2];
+        sum_metrics(recv_.data() + L, B, m);
         const double loss = m[0] / double(N);
         if (correct) *correct = std::int64_t(m[1]);
         // The guard, in guarded_update's order: the loss (equal on every rank, so all
@@ -629,6 +616,17 @@ private:
                     return "the gradient of layer " + std::to_string(l) + " (" + model_->layer(l).type() + ") '" +
                            p->name + "'";
         return "the gradient of parameter " + std::to_string(index);
+    }
+    // m := the ranks' metrics added in rank order; rank q's two doubles are stored as
+    // bytes at first + q * stride (in T slots, as the blocks carry them).
+    void sum_metrics(const T* first, size_t stride, double* m) const {
+        m[0] = m[1] = 0;
+        for (int q = 0; q < ranks(); ++q) {
+            double mq[2];
+            std::memcpy(mq, first + size_t(q) * stride, sizeof mq);
+            m[0] += mq[0];
+            m[1] += mq[1];
+        }
     }
     static size_t metric_values() { return (2 * sizeof(double) + sizeof(T) - 1) / sizeof(T); }
     static size_t round16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned blocks of floats
