@@ -178,6 +178,45 @@ TEST_CASE("synchronised BatchNorm: a batch split across replicas trains as one p
     CHECK(d > 1e-3);
 }
 
+TEST_CASE("synchronised BatchNorm: a replica that throws wakes the others waiting for it, and the next step trains",
+          "[data_parallel][batchnorm][distributed]") {
+    // The last part's bad label throws in its loss, after the forward pass: the other
+    // replicas are then in backward, waiting (spinning, then asleep) at a BatchNorm
+    // reduction for a part that will never come. They must be woken, the step must
+    // report the real error (not "another replica failed"), change no weight, and the
+    // barrier must work again for the next step. (The forward pass has already moved
+    // the moving statistics, as the plain train_step's does: so the plain model takes
+    // the failed step too.)
+    for (int replicas : {2, 3}) {
+        INFO(replicas << " replicas");
+        auto plain = bn_net<double>(5);
+        auto split = clone_model(plain);
+        DataParallel<double> dp(split, replicas);
+        Adam<double> a1, a2;
+        SoftmaxCrossEntropy<double> ce;
+        Tensor<double> dl;
+        Rng rng(12);
+        const auto x = images<double>(6, rng);
+        auto y = labels(6, rng);
+        auto bad = y;
+        bad[5] = 12;  // the last part's last sample: no such class
+        auto weights = [](Sequential<double>& m) {
+            std::vector<double> w;
+            for (auto* p : m.params()) w.insert(w.end(), p->value.data(), p->value.data() + p->value.size());
+            return w;
+        };
+        const auto before = weights(split);
+        CHECK_THROWS_WITH(train_step(plain, a1, ce, x, bad, dl), Catch::Contains("label 12 of sample 5"));
+        CHECK_THROWS_WITH(dp.step(a2, x, bad), Catch::Contains("label 12 of sample"));
+        CHECK(weights(split) == before);
+        CHECK(max_rel(values(split), values(plain)) < 1e-11);  // the same moving statistics
+        const double l1 = train_step(plain, a1, ce, x, y, dl);
+        const double l2 = dp.step(a2, x, y);
+        CHECK(l2 == Approx(l1).epsilon(1e-12));
+        CHECK(max_rel(values(split), values(plain)) < 1e-11);
+    }
+}
+
 TEST_CASE("synchronised BatchNorm: float replicas stay close to one part", "[data_parallel][batchnorm][distributed]") {
     auto plain = bn_net<float>(6);
     auto split = clone_model(plain);

@@ -63,6 +63,7 @@
 #include "kitnn/train/non_finite.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -136,12 +137,12 @@ public:
     void start(int active) {
         std::lock_guard<std::mutex> lock(mu_);
         active_ = active;
-        arrived_ = 0;
-        broken_ = false;
+        arrived_.store(0, std::memory_order_relaxed);
+        broken_.store(false, std::memory_order_relaxed);
     }
     void abort() {
+        broken_.store(true, std::memory_order_release);
         std::lock_guard<std::mutex> lock(mu_);
-        broken_ = true;
         cv_.notify_all();
     }
 
@@ -164,20 +165,39 @@ private:
             ordered_sum(*group_, v, n, scratch_);
         }
     }
-    // A reusable barrier for the active replicas.
+    // A reusable barrier for the active replicas: 6 of them per BatchNorm layer and step.
+    // The others usually arrive within microseconds (equal parts, the same layers), so a
+    // waiter spins first and sleeps on the condition variable only after kSpins checks:
+    // a futex sleep and wake-up costs tens of microseconds on a VM, which over `fast`'s
+    // 24 barriers a step was time the threads sat idle.
     void wait() {
-        std::unique_lock<std::mutex> lock(mu_);
-        if (broken_) throw std::runtime_error("another replica failed");
-        const std::uint64_t gen = generation_;
-        if (++arrived_ == active_) {
-            arrived_ = 0;
-            ++generation_;
+        if (broken_.load(std::memory_order_acquire)) throw std::runtime_error("another replica failed");
+        const std::uint64_t gen = generation_.load(std::memory_order_acquire);
+        // acq_rel: what each replica wrote before arriving (its slot, replica 0's result)
+        // is visible to the last one, whose release of the new generation passes it on.
+        if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == active_) {
+            arrived_.store(0, std::memory_order_relaxed);
+            generation_.store(gen + 1, std::memory_order_release);
+            std::lock_guard<std::mutex> lock(mu_);  // a sleeper checks under the lock: no lost wake-up
             cv_.notify_all();
             return;
         }
-        cv_.wait(lock, [&] { return generation_ != gen || broken_; });
-        if (generation_ == gen) throw std::runtime_error("another replica failed");
+        auto passed = [&] {
+            return generation_.load(std::memory_order_acquire) != gen || broken_.load(std::memory_order_acquire);
+        };
+        for (int i = 0; i < kSpins && !passed(); ++i) cpu_relax();
+        if (!passed()) {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, passed);
+        }
+        if (generation_.load(std::memory_order_acquire) == gen) throw std::runtime_error("another replica failed");
     }
+    static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    static constexpr int kSpins = 4000;  // about 50-100 us of pause instructions
 
     Collective* group_;
     std::vector<Part> parts_;
@@ -185,9 +205,10 @@ private:
     std::vector<double> result_, scratch_;
     std::mutex mu_;
     std::condition_variable cv_;
-    int active_ = 0, arrived_ = 0;
-    std::uint64_t generation_ = 0;
-    bool broken_ = false;
+    int active_ = 0;
+    std::atomic<int> arrived_{0};
+    std::atomic<std::uint64_t> generation_{0};
+    std::atomic<bool> broken_{false};
 };
 }  // namespace detail
 
