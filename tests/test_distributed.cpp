@@ -138,24 +138,31 @@ void run_ranks(int ranks, F f) {
 
 }  // namespace
 
+// bn_net trained two ways from the same start: plainly (a1), and its copy split across
+// replicas (a2).
+struct PlainAndSplit {
+    explicit PlainAndSplit(int replicas) : plain(bn_net<double>(5)), split(clone_model(plain)), dp(split, replicas) {}
+    Sequential<double> plain, split;  // in this order: dp refers to split
+    DataParallel<double> dp;
+    Adam<double> a1, a2;
+    SoftmaxCrossEntropy<double> ce;
+    Tensor<double> dl;
+};
+
 TEST_CASE("synchronised BatchNorm: a batch split across replicas trains as one part (double)",
           "[data_parallel][batchnorm][distributed]") {
     for (int replicas : {2, 3})
         for (Eigen::Index n : {Eigen::Index(8), Eigen::Index(7), Eigen::Index(2)}) {
             INFO(replicas << " replicas, batch " << n);
-            auto plain = bn_net<double>(5);
-            auto split = clone_model(plain);
-            DataParallel<double> dp(split, replicas);
-            Adam<double> a1, a2;
-            SoftmaxCrossEntropy<double> ce;
-            Tensor<double> dl;
+            PlainAndSplit t(replicas);
+            auto &plain = t.plain, &split = t.split;
             Rng rng(11);
             for (int step = 0; step < 3; ++step) {
                 const auto x = images<double>(n, rng);
                 const auto y = labels(n, rng);
                 std::int64_t c1 = -1, c2 = -1;
-                const double l1 = train_step(plain, a1, ce, x, y, dl, &c1);
-                const double l2 = dp.step(a2, x, y, &c2);
+                const double l1 = train_step(plain, t.a1, t.ce, x, y, t.dl, &c1);
+                const double l2 = t.dp.step(t.a2, x, y, &c2);
                 CHECK(l2 == Approx(l1).epsilon(1e-12));
                 CHECK(c2 == c1);
             }
@@ -189,12 +196,8 @@ TEST_CASE("synchronised BatchNorm: a replica that throws wakes the others waitin
     // the failed step too.)
     for (int replicas : {2, 3}) {
         INFO(replicas << " replicas");
-        auto plain = bn_net<double>(5);
-        auto split = clone_model(plain);
-        DataParallel<double> dp(split, replicas);
-        Adam<double> a1, a2;
-        SoftmaxCrossEntropy<double> ce;
-        Tensor<double> dl;
+        PlainAndSplit t(replicas);
+        auto &plain = t.plain, &split = t.split;
         Rng rng(12);
         const auto x = images<double>(6, rng);
         auto y = labels(6, rng);
@@ -206,12 +209,12 @@ TEST_CASE("synchronised BatchNorm: a replica that throws wakes the others waitin
             return w;
         };
         const auto before = weights(split);
-        CHECK_THROWS_WITH(train_step(plain, a1, ce, x, bad, dl), Catch::Contains("label 12 of sample 5"));
-        CHECK_THROWS_WITH(dp.step(a2, x, bad), Catch::Contains("label 12 of sample"));
+        CHECK_THROWS_WITH(train_step(plain, t.a1, t.ce, x, bad, t.dl), Catch::Contains("label 12 of sample 5"));
+        CHECK_THROWS_WITH(t.dp.step(t.a2, x, bad), Catch::Contains("label 12 of sample"));
         CHECK(weights(split) == before);
         CHECK(max_rel(values(split), values(plain)) < 1e-11);  // the same moving statistics
-        const double l1 = train_step(plain, a1, ce, x, y, dl);
-        const double l2 = dp.step(a2, x, y);
+        const double l1 = train_step(plain, t.a1, t.ce, x, y, t.dl);
+        const double l2 = t.dp.step(t.a2, x, y);
         CHECK(l2 == Approx(l1).epsilon(1e-12));
         CHECK(max_rel(values(split), values(plain)) < 1e-11);
     }

@@ -197,7 +197,7 @@ private:
         __builtin_ia32_pause();
 #endif
     }
-    static constexpr int kSpins = 4000;  // about 50-100 us of pause instructions
+    static constexpr int kSpins = 4000;  // about 0.1 ms of pause instructions on this AMD EPYC
 
     Collective* group_;
     std::vector<Part> parts_;
