@@ -213,6 +213,82 @@ TEST_CASE("augmentation: identity when off, deterministic, thread-independent, k
     CHECK(!AugmentOptions::parse("none").enabled());
 }
 
+TEST_CASE("elastic augmentation: a smooth field of the documented size, on every channel", "[augment]") {
+    const auto o = AugmentOptions::parse("elastic=3,elastic_sigma=2");
+    CHECK(o.enabled());
+    CHECK(o.elastic == 3);
+    CHECK(o.elastic_sigma == 2);
+    CHECK(o.shift == 0);
+    CHECK(AugmentOptions::parse("elastic=34").elastic_sigma == 4);  // Simard's default
+    // The spec survives a round trip (checkpoints store str() and resume from it).
+    const auto back = AugmentOptions::parse(AugmentOptions::parse("shift=1,elastic=34").str());
+    CHECK(back.shift == 1);
+    CHECK(back.elastic == 34);
+    CHECK(back.elastic_sigma == 4);
+    CHECK(AugmentOptions::parse("shift=1").str().find("elastic") == std::string::npos);
+    for (const char* bad : {"elastic=-1", "elastic=300", "elastic_sigma=0.1", "elastic_sigma=20",
+                            "elastic", "elastic=x", "sigma=4"})
+        CHECK_THROWS_WITH(AugmentOptions::parse(bad), Catch::Contains("augmentation"));
+
+    // Channel 0 holds the column index, channel 1 the row index: bilinear sampling of a
+    // linear ramp is exact, so away from the border the output minus the ramp is the
+    // field itself, dx in channel 0 and dy in channel 1. Channel 2 repeats channel 0.
+    const int N = 40, H = 28, W = 28;
+    Tensor<double> x(N, 3, H, W);
+    for (int n = 0; n < N; ++n)
+        for (int i = 0; i < H; ++i)
+            for (int j = 0; j < W; ++j) x(n, 0, i, j) = j, x(n, 1, i, j) = i, x(n, 2, i, j) = j;
+    Tensor<double> a = x, b = x;
+    AugmentBuffers<double> buf;
+    Rng ra(5), rb(5);
+    const int threads_before = max_threads();
+    set_threads(1);
+    augment_batch(a, o, ra, buf);
+    set_threads(2);
+    augment_batch(b, o, rb, buf);
+    set_threads(threads_before);
+    CHECK(as_vector(a) == as_vector(b));  // the fields do not depend on the thread count
+
+    // The smoothed U(-1, 1) noise has standard deviation elastic / sqrt(3) * sum_t k_t^2
+    // where the sum runs over the ceil(3 sigma)-radius normalised Gaussian k (the 2-D
+    // kernel is k k^T, whose squares sum to (sum_t k_t^2)^2, hence no square root).
+    const int r = 6;
+    double ksum = 0, k2 = 0;
+    for (int t = -r; t <= r; ++t) ksum += std::exp(-0.5 * t * t / 4.0);
+    for (int t = -r; t <= r; ++t) k2 += std::pow(std::exp(-0.5 * t * t / 4.0) / ksum, 2);
+    const double expected_sd = 3 / std::sqrt(3.0) * k2;
+    double s = 0, ss = 0, lag = 0, far = 0;
+    long count = 0, pairs = 0, far_pairs = 0;
+    double maxabs = 0;
+    for (int n = 0; n < N; ++n)
+        for (int c = 0; c < 2; ++c)
+            for (int i = r; i < H - r; ++i)
+                for (int j = r; j < W - r; ++j) {
+                    const double d = a(n, c, i, j) - x(n, c, i, j);
+                    s += d, ss += d * d, ++count;
+                    maxabs = std::max(maxabs, std::abs(d));
+                    if (j + 1 < W - r) lag += d * (a(n, c, i, j + 1) - x(n, c, i, j + 1)), ++pairs;
+                    if (j + 8 < W - r) far += d * (a(n, c, i, j + 8) - x(n, c, i, j + 8)), ++far_pairs;
+                }
+    const double mean = s / double(count), var = ss / double(count) - mean * mean;
+    INFO("sd " << std::sqrt(var) << " expected " << expected_sd << " mean " << mean);
+    CHECK(std::abs(mean) < 0.2 * expected_sd);
+    CHECK(std::sqrt(var) == Approx(expected_sd).epsilon(0.15));
+    CHECK(maxabs > 0.5 * expected_sd);
+    // Smooth: the correlation of neighbours is that of a Gaussian of width sigma,
+    // exp(-1 / (4 sigma^2)) = 0.94; eight pixels apart it has almost gone (0.0003).
+    CHECK(lag / double(pairs) / var > 0.85);
+    CHECK(std::abs(far / double(far_pairs) / var) < 0.25);
+    // Every channel of an image moves by the same field; each image has its own.
+    bool same = true, differ = false;
+    for (int n = 0; n < N; ++n)
+        for (int i = 0; i < H; ++i)
+            for (int j = 0; j < W; ++j) same &= a(n, 2, i, j) == a(n, 0, i, j);
+    for (int k = 0; k < H * W; ++k) differ |= a.data()[k] != a.data()[3 * H * W + k];
+    CHECK(same);
+    CHECK(differ);
+}
+
 TEST_CASE("AdamW decays the weights decoupled from the gradient", "[optim][adamw]") {
     Param<float> p;
     p.resize(2, 1, 1, 1);

@@ -15,6 +15,18 @@
 // random versions of exactly those make the network invariant to them without
 // changing which digit it is (no flips: a mirrored 2 is not a 2).
 //
+// Elastic distortion (Simard, Steinkraus and Platt 2003, "Best practices for
+// convolutional neural networks applied to visual document analysis"), optional:
+// the wobble of a hand rather than a rigid move. Every image draws two fields of
+// independent U(-1, 1) values, one per axis, smooths them with a Gaussian of
+// standard deviation elastic_sigma pixels (normalised kernel, zero outside the
+// frame) and scales them by elastic pixels; the sampled point becomes
+//   q = A p + b + d(p),         d(p) = elastic * (G_sigma * U)(p)
+// i.e. each output pixel is displaced by a smooth random vector field on top of
+// the affine map, in the same single resampling pass. A large sigma gives nearly
+// rigid shifts; a small one, noise. Simard's 34 pixels at sigma 4 moves a pixel by
+// about 1.4 px (standard deviation of each component).
+//
 // Determinism: the parameters of every image are drawn serially from one Rng the
 // caller seeds per batch (fit() seeds it from seed, epoch and step), and only the
 // resampling runs in parallel, so the result does not depend on the thread count.
@@ -26,6 +38,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -37,16 +50,23 @@ struct AugmentOptions {
     double shift = 0;   // max shift in pixels (x and y independently)
     double rotate = 0;  // max rotation in degrees
     double scale = 0;   // max relative size change (0.1 = 90 % .. 110 %)
+    double elastic = 0;        // elastic distortion: scale of the field in pixels (0 = off)
+    double elastic_sigma = 4;  // its smoothness: the Gaussian's standard deviation in pixels
 
-    bool enabled() const { return shift > 0 || rotate > 0 || scale > 0; }
+    bool enabled() const { return shift > 0 || rotate > 0 || scale > 0 || elastic > 0; }
     void validate() const {
         if (!(shift >= 0 && shift <= 64) || !(rotate >= 0 && rotate <= 180) ||
             !(scale >= 0 && scale < 1))
             throw std::invalid_argument(
                 "augmentation: need 0 <= shift <= 64 pixels, 0 <= rotate <= 180 degrees, "
                 "0 <= scale < 1");
+        if (!(elastic >= 0 && elastic <= 200) || !(elastic_sigma >= 0.5 && elastic_sigma <= 16))
+            throw std::invalid_argument(
+                "augmentation: need 0 <= elastic <= 200 pixels and 0.5 <= elastic_sigma <= 16 "
+                "pixels");
     }
-    // "shift=2,rotate=10,scale=0.1" (any subset; "none" = all zero)
+    // "shift=2,rotate=10,scale=0.1,elastic=34,elastic_sigma=4" (any subset; "none" =
+    // all zero)
     static AugmentOptions parse(const std::string& spec) {
         AugmentOptions a;
         if (spec.empty() || spec == "none") return a;
@@ -65,10 +85,17 @@ struct AugmentOptions {
                 } catch (const std::exception&) {
                     ok = false;
                 }
-            if (!ok || (key != "shift" && key != "rotate" && key != "scale"))
-                throw std::invalid_argument("augmentation: cannot read '" + item +
-                                            "' (expected e.g. shift=2,rotate=10,scale=0.1 or none)");
-            (key == "shift" ? a.shift : key == "rotate" ? a.rotate : a.scale) = v;
+            double* field = key == "shift"           ? &a.shift
+                            : key == "rotate"        ? &a.rotate
+                            : key == "scale"         ? &a.scale
+                            : key == "elastic"       ? &a.elastic
+                            : key == "elastic_sigma" ? &a.elastic_sigma
+                                                     : nullptr;
+            if (!ok || !field)
+                throw std::invalid_argument(
+                    "augmentation: cannot read '" + item +
+                    "' (expected e.g. shift=2,rotate=10,scale=0.1,elastic=34,elastic_sigma=4 or none)");
+            *field = v;
             pos = end + 1;
         }
         a.validate();
@@ -78,6 +105,7 @@ struct AugmentOptions {
         if (!enabled()) return "none";
         std::ostringstream s;
         s << "shift=" << shift << ",rotate=" << rotate << ",scale=" << scale;
+        if (elastic > 0) s << ",elastic=" << elastic << ",elastic_sigma=" << elastic_sigma;
         return s.str();
     }
 };
@@ -90,9 +118,53 @@ struct AffineMap {
 // Reusable buffers of augment_batch: sized on the first batch, then no allocation.
 template <class T>
 struct AugmentBuffers {
-    std::vector<T> out;          // (N, C, H, W) the resampled batch
-    std::vector<AffineMap> maps;  // (N) one map per image
+    std::vector<T> out;                  // (N, C, H, W) the resampled batch
+    std::vector<AffineMap> maps;         // (N) one map per image
+    std::vector<std::uint64_t> seeds;    // (N) the seed of each image's elastic field
+    std::vector<T> field;                // (N, 2, H, W) elastic displacement, x then y
+    std::vector<T> kernel;               // (2r + 1) the normalised Gaussian
 };
+
+namespace detail {
+// One image's elastic displacement field (2, H, W): U(-1, 1) noise drawn from
+// rng, smoothed by the separable Gaussian kernel k (radius r) with zeros outside
+// the frame, times alpha. scratch holds (H + 2r) * (W + 2r) values.
+template <class T>
+void elastic_field(Rng& rng, const std::vector<T>& k, T alpha, Eigen::Index H, Eigen::Index W,
+                   T* field, std::vector<T>& scratch) {
+    const Eigen::Index r = (Eigen::Index(k.size()) - 1) / 2, Wp = W + 2 * r, Hp = H + 2 * r;
+    scratch.assign(size_t(Hp * Wp + H * Wp), T(0));
+    T* noise = scratch.data();       // (H + 2r, W + 2r) the noise, zero-padded on every side
+    T* rows = noise + Hp * Wp;       // (H, W + 2r) after the vertical pass
+    for (int axis = 0; axis < 2; ++axis) {
+        for (Eigen::Index i = 0; i < H; ++i)
+            for (Eigen::Index j = 0; j < W; ++j)
+                noise[(i + r) * Wp + j + r] = T(rng.uniform(-1, 1));
+        // Vertical pass, vectorised along the row: rows[i] = sum_t k[t] noise[i + t].
+        for (Eigen::Index i = 0; i < H; ++i) {
+            T* out = rows + i * Wp;
+            std::fill(out, out + Wp, T(0));
+            for (Eigen::Index t = 0; t < 2 * r + 1; ++t) {
+                const T w = k[size_t(t)];
+                const T* in = noise + (i + t) * Wp;
+                for (Eigen::Index j = 0; j < Wp; ++j) out[j] += w * in[j];
+            }
+        }
+        // Horizontal pass, vectorised along the row too: f[i][j] = alpha * sum_t
+        // k[t] rows[i][j + t] (alpha folded into the taps).
+        T* f = field + axis * H * W;
+        for (Eigen::Index i = 0; i < H; ++i) {
+            T* out = f + i * W;
+            std::fill(out, out + W, T(0));
+            for (Eigen::Index t = 0; t < 2 * r + 1; ++t) {
+                const T w = alpha * k[size_t(t)];
+                const T* in = rows + i * Wp + t;
+                for (Eigen::Index j = 0; j < W; ++j) out[j] += w * in[j];
+            }
+        }
+    }
+}
+}  // namespace detail
 
 // Augments every image of x (N, C, H, W) in place.
 template <class T>
@@ -115,17 +187,46 @@ void augment_batch(Tensor<T>& x, const AugmentOptions& o, Rng& rng, AugmentBuffe
         m.bx = c * px + sn * py + cx;
         m.by = -sn * px + c * py + cy;
     }
+    // The elastic fields' seeds, drawn after all the maps (so that a spec without
+    // elastic draws exactly what it drew before the option existed); each field is
+    // then generated in parallel from its own seed.
+    const bool elastic = o.elastic > 0;
+    Eigen::Index radius = 0;
+    if (elastic) {
+        buf.seeds.resize(size_t(N));
+        for (auto& sd : buf.seeds) sd = rng.next();
+        radius = Eigen::Index(std::ceil(3 * o.elastic_sigma));
+        buf.kernel.resize(size_t(2 * radius + 1));
+        double total = 0;
+        for (Eigen::Index t = -radius; t <= radius; ++t)
+            total += std::exp(-0.5 * double(t * t) / (o.elastic_sigma * o.elastic_sigma));
+        for (Eigen::Index t = -radius; t <= radius; ++t)
+            buf.kernel[size_t(t + radius)] =
+                T(std::exp(-0.5 * double(t * t) / (o.elastic_sigma * o.elastic_sigma)) / total);
+        buf.field.resize(size_t(N * 2 * plane));
+    }
     tmp.resize(size_t(x.size()));
     T* out = tmp.data();
-    parallel_for(N, N * C * plane * 12, [&](std::int64_t n) {
+    const std::int64_t per_image = C * plane * 12 + (elastic ? 4 * (2 * radius + 1) * plane : 0);
+    parallel_for(N, N * per_image, [&](std::int64_t n) {
         const AffineMap& m = maps[size_t(n)];
+        T* field = elastic ? buf.field.data() + n * 2 * plane : nullptr;
+        if (elastic) {
+            thread_local std::vector<T> scratch;
+            Rng g(buf.seeds[size_t(n)]);
+            detail::elastic_field(g, buf.kernel, T(o.elastic), H, W, field, scratch);
+        }
         for (Eigen::Index c = 0; c < C; ++c) {
             const T* src = x.data() + (n * C + c) * plane;
             T* dst = out + (n * C + c) * plane;
             for (Eigen::Index i = 0; i < H; ++i)
                 for (Eigen::Index j = 0; j < W; ++j) {
-                    const double qx = m.a00 * double(j) + m.a01 * double(i) + m.bx;
-                    const double qy = m.a10 * double(j) + m.a11 * double(i) + m.by;
+                    double qx = m.a00 * double(j) + m.a01 * double(i) + m.bx;
+                    double qy = m.a10 * double(j) + m.a11 * double(i) + m.by;
+                    if (field) {
+                        qx += double(field[i * W + j]);
+                        qy += double(field[plane + i * W + j]);
+                    }
                     const double fx = std::floor(qx), fy = std::floor(qy);
                     const Eigen::Index x0 = Eigen::Index(fx), y0 = Eigen::Index(fy);
                     const T wx = T(qx - fx), wy = T(qy - fy);
