@@ -274,7 +274,7 @@ TEST_CASE("Branches gradients: nested containers", "[branches][gradcheck]") {
 
 TEST_CASE("Branches gradients: a container as layer 0 (no dx) still trains every branch",
           "[branches][gradcheck]") {
-    for (Merge merge : {Merge::concat, Merge::add}) {
+    for (Merge merge : {Merge::concat, Merge::add, Merge::mean}) {
         INFO("merge " << to_string(merge));
         Sequential<double> m(Shape::image(2, 5, 5), 11);
         auto block = std::make_unique<Branches<double>>(merge);
@@ -295,7 +295,7 @@ TEST_CASE("Branches gradients: a container as layer 0 (no dx) still trains every
 
         // An empty batch flows through the container both ways.
         Tensor<double> none(0, 2, 5, 5);
-        CHECK(m.layer(0).output_shape() == (merge == Merge::add ? Shape::image(2, 5, 5) : Shape::image(6, 5, 5)));
+        CHECK(m.layer(0).output_shape() == (merge != Merge::concat ? Shape::image(2, 5, 5) : Shape::image(6, 5, 5)));
         Tensor<double> y0;
         m.layer(0).forward(none, y0, true);
         CHECK(y0.dimension(0) == 0);

@@ -43,6 +43,20 @@ std::unique_ptr<Layer<double>> branches_example() {
     return b;
 }
 
+// An ensemble-like container: two small networks whose outputs are averaged.
+std::unique_ptr<Layer<double>> branches_mean_example() {
+    auto b = std::make_unique<Branches<double>>(Merge::mean);
+    auto& n0 = b->branch();
+    n0.add<Conv2D>(2, K{3, 3}, Activation::relu);
+    n0.add<Flatten>();
+    n0.add<Dense>(3);
+    auto& n1 = b->branch();
+    n1.add<MaxPool2D>(K{2, 2});
+    n1.add<Flatten>();
+    n1.add<Dense>(3, Activation::relu);
+    return b;
+}
+
 // One line per layer (a layer may have several, with other hyperparameters). Odd
 // sizes, several channels, non-default hyperparameters.
 const std::vector<Case>& cases() {
@@ -64,6 +78,7 @@ const std::vector<Case>& cases() {
         layer_case<GELU>(Shape::image(2, 3, 5)),
         layer_case<SiLU>(Shape::image(2, 3, 5)),
         {Shape::image(2, 5, 5), branches_example},
+        {Shape::image(2, 5, 5), branches_mean_example},
     };
     return kCases;
 }

@@ -1,5 +1,6 @@
 // kitnn/layers/branches.hpp — parallel branches inside a Sequential: an Inception
-// module (branch outputs concatenated along channels) or a residual block (summed).
+// module (branch outputs concatenated along channels), a residual block (summed) or
+// an ensemble of whole networks (averaged; model/ensemble.hpp).
 //
 //   auto block = std::make_unique<Branches<float>>(Merge::add);
 //   auto& b0 = block->branch();                      // branch 0: conv, conv
@@ -14,9 +15,11 @@
 //           are one contiguous block, so y[n] is the branches' blocks one after the other.
 //           All z_b are images of the same H and W (or all flat); out channels = sum C_b.
 //   add:    y = sum_b z_b                  all z_b of the same shape.
+//   mean:   y = (sum_b z_b) / B            the same, divided by the number of branches B.
 // Backward, with g_b = dL/dz_b:
 //   concat: g_b = dy[:, c_b .. c_b + C_b)  the branch's channel slice, copied into its buffer
 //   add:    g_b = dy                       every branch gets the whole gradient
+//   mean:   g_b = dy / B                   (one scaled copy, shared by all branches)
 // each branch runs its layers backward from g_b, and since x feeds every branch,
 //   dx = sum_b dL/dx through branch b      (an identity branch contributes g_b itself).
 // Branch 0's first layer writes straight into dx; the others write into their own
@@ -45,12 +48,15 @@
 
 namespace kitnn {
 
-enum class Merge { concat, add };
-inline const char* to_string(Merge m) { return m == Merge::add ? "add" : "concat"; }
+enum class Merge { concat, add, mean };
+inline const char* to_string(Merge m) {
+    return m == Merge::add ? "add" : m == Merge::mean ? "mean" : "concat";
+}
 inline Merge merge_from_string(const std::string& s) {
     if (s == "concat") return Merge::concat;
     if (s == "add") return Merge::add;
-    throw std::runtime_error("unknown merge '" + s + "' (expected concat or add)");
+    if (s == "mean") return Merge::mean;
+    throw std::runtime_error("unknown merge '" + s + "' (expected concat, add or mean)");
 }
 
 template <class T>
@@ -171,9 +177,10 @@ public:
             }
         }
         ensure(y, N, this->out_);
-        if (merge_ == Merge::add) {  // y = sum_b z_b
+        if (merge_ != Merge::concat) {  // y = sum_b z_b (add), divided by B (mean)
             as_vector(y) = as_vector(chains_[0]->output(x));
             for (size_t b = 1; b < chains_.size(); ++b) as_vector(y) += as_vector(chains_[b]->output(x));
+            if (merge_ == Merge::mean) as_vector(y) /= T(chains_.size());
             return;
         }
         // concat: y[n, offset_b .. offset_b + size_b) = z_b[n]
@@ -192,13 +199,18 @@ public:
     void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
         const Eigen::Index N = dy.dimension(0), S = this->out_.size();
+        if (merge_ == Merge::mean) {  // every branch's g_b = dy / B
+            ensure(mean_dy_, N, this->out_);
+            as_vector(mean_dy_) = as_vector(dy) / T(chains_.size());
+        }
         bool first = true;  // dx not written yet
         for (auto& cp : chains_) {
             Chain<T>& c = *cp;
             const size_t L = c.layers_.size();
             if (L == 0 && !dx) continue;  // an identity branch only feeds dx
-            // g = dL/dz_b: the whole dy (add), or this branch's channel slice (concat).
-            const Tensor<T>* g = &dy;
+            // g = dL/dz_b: the whole dy (add), dy / B (mean), or this branch's channel
+            // slice (concat).
+            const Tensor<T>* g = merge_ == Merge::mean ? &mean_dy_ : &dy;
             if (merge_ == Merge::concat) {
                 ensure(c.dy_, N, c.layers_.empty() ? this->in_ : c.layers_.back()->output_shape());
                 parallel_for(N, std::int64_t(N) * c.size_, [&](std::int64_t n) {
@@ -261,12 +273,13 @@ protected:
             outs.push_back(s);
         }
         const Shape& o0 = outs[0];
-        if (merge_ == Merge::add) {
+        if (merge_ != Merge::concat) {
+            const std::string what = merge_ == Merge::add ? "add" : "average";
             for (size_t b = 1; b < outs.size(); ++b)
                 if (outs[b] != o0)
-                    this->shape_error("cannot add the branch outputs: branch 0 gives " + o0.str() +
+                    this->shape_error("cannot " + what + " the branch outputs: branch 0 gives " + o0.str() +
                                       ", branch " + std::to_string(b) + " gives " + outs[b].str() +
-                                      " (add needs the same shape)");
+                                      " (" + to_string(merge_) + " needs the same shape)");
             return o0;
         }
         Eigen::Index channels = 0;
@@ -285,6 +298,7 @@ protected:
 
 private:
     Merge merge_;
+    Tensor<T> mean_dy_;    // mean: dy / B, (N, out...)
     bool sealed_ = false;  // built: no more branches
     std::vector<std::unique_ptr<Chain<T>>> chains_;
 };

@@ -20,14 +20,16 @@
 //   BatchNorm        BatchNormalization, inference form (moving mean and variance)
 //   Dropout          Dropout with its ratio and no training_mode: the identity
 //   ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(axis 1)
-//   Branches         each branch from the same tensor, then Concat(axis 1) or a left-
-//                    deep chain of Adds ((z0 + z1) + z2 ..., kitnn's summation order)
+//   Branches         each branch from the same tensor, then Concat(axis 1), a left-
+//                    deep chain of Adds ((z0 + z1) + z2 ..., kitnn's summation order),
+//                    for merge mean (an ensemble) followed by a Div by the branch
+//                    count (OpenCV 4.6 has no Mean; the importer reads Mean too)
 // Flat activations are 2-D (N, F) in the graph, images 4-D (N, C, H, W); the batch
 // dimension is symbolic ("N").
 //
 // Import walks the graph from its one input and rebuilds what kitnn can express: a
 // chain of layers, and forks whose branches (chains, possibly forking again) meet at
-// one Concat(axis 1) or a chain of Adds, which become a Branches container. The op
+// one Concat(axis 1), a chain of Adds or one Mean, which become a Branches container. The op
 // table, and what is refused, is in docs/onnx.md. Every refusal is an OnnxError naming
 // the node, its op type and what kitnn cannot do; nothing is half-built.
 // Untrusted files: a size limit, protobuf's recursion limit, every tensor's dims checked
@@ -236,6 +238,11 @@ public:
             for (size_t b = 1; b < ends.size(); ++b)
                 sum = node("Add", p + "/Add" + (b > 1 ? "_" + std::to_string(b - 1) : std::string()),
                            {sum, ends[b]}).output(0);
+            if (box.merge() == Merge::mean) {  // then y /= B, as kitnn divides
+                Tensor<T> count(1, 1, 1, 1);
+                count.setConstant(T(ends.size()));
+                return node("Div", p + "/Div", {sum, weight(p + "/count", count, {})}).output(0);
+            }
             return sum;
         }
         throw OnnxError("layer " + path + " (" + type + "): no ONNX export for this layer type");
@@ -658,7 +665,8 @@ private:
         return r;
     }
     bool is_merge(const ::onnx::NodeProto& n) const {
-        return (n.op_type() == "Concat" || n.op_type() == "Add") && dynamic_inputs(n).size() >= 2;
+        return (n.op_type() == "Concat" || n.op_type() == "Add" || n.op_type() == "Mean") &&
+               dynamic_inputs(n).size() >= 2;
     }
     // The node's only consumer when `t` feeds exactly one node and is not the output.
     const ::onnx::NodeProto* sole_consumer(const std::string& t) {
@@ -831,7 +839,7 @@ private:
             if (!mp) {
                 const auto& e = uses(arms[0].end);
                 fail(g_.node(e.empty() ? u[0].first : e[0].first),
-                     "the branches forked from '" + t + "' do not meet at one Concat or Add: kitnn's Branches cannot express this graph");
+                     "the branches forked from '" + t + "' do not meet at one Concat, Add or Mean: kitnn's Branches cannot express this graph");
             }
             const ::onnx::NodeProto& m = *mp;
             std::vector<bool> taken(arms.size(), false);
@@ -867,6 +875,16 @@ private:
                 }
                 single_output(m);
                 out = m.output(0);
+            } else if (m.op_type() == "Mean") {  // one node averages all its arms
+                merge = Merge::mean;
+                only(m, {});
+                take(m);
+                for (auto& x : m.input()) {
+                    if (consts_.count(x)) fail(m, "averages a constant '" + x + "' (not supported)");
+                    claim(x, m);
+                }
+                single_output(m);
+                out = m.output(0);
             } else {  // Add: (z_a + z_b) + z_c ..., as long as the next Add adds another arm
                 merge = Merge::add;
                 const ::onnx::NodeProto* a = &m;
@@ -889,6 +907,20 @@ private:
                     a = next;
                 }
                 out = acc;
+                // A Div of the sum by the number of its arms (a scalar constant): the
+                // mean of kitnn's export.
+                const auto* div = sole_consumer(acc);
+                if (div && div->op_type() == "Div" && div->input_size() == 2 && div->input(0) == acc &&
+                    consts_.count(div->input(1))) {
+                    const Const& c = consts_.at(div->input(1));
+                    if (c.is_real && c.count() == 1 && c.real.size() == 1 && c.real[0] == double(order.size())) {
+                        only(*div, {});
+                        take(*div);
+                        single_output(*div);
+                        merge = Merge::mean;
+                        out = div->output(0);
+                    }
+                }
             }
             auto container = std::make_unique<Branches<T>>(merge);
             for (size_t a : order) {
