@@ -4,6 +4,7 @@
 //               [--val-split F] [--schedule S] [--augment A] [--early-stopping N]
 //               [--weight-decay W] [--seed 1] [--threads N] [--replicas N] [--data DIR]
 //               [--out DIR] [--dataset mnist|fashion] [--report DIR] [--resume OUT/last.kitnn]
+//               [--ensemble N]
 //
 // With several threads, small models (keck, lenet5, fast) train with each batch split across
 // one model replica per thread (train/data_parallel.hpp); --replicas 1 turns that off.
@@ -13,6 +14,11 @@
 // After every epoch OUT/last.kitnn holds a training checkpoint (weights, Adam's
 // moments, epoch, schedule and generator states, history); --resume continues it
 // and ends with the same weights as an uninterrupted run (same seed and threads).
+//
+// --ensemble N (best's recipe: 3) trains N networks one after the other, member k
+// (1..N) from seed S + 1000 (k - 1) in OUT/member-k/, then writes their average
+// (model/ensemble.hpp) to OUT/best.kitnn and tests that. --resume OUT/member-k/last.kitnn
+// continues member k and then trains the members after it.
 //
 // --dataset fashion trains on Fashion-MNIST (same file format, 10 clothing classes;
 // data/datasets.hpp); the data set's name goes into the model file's metadata, so
@@ -74,7 +80,7 @@ static std::string diagnose(double train_acc, double val_acc, int best_epoch, in
 int main(int argc, char** argv) {
     CLI::App app{"Train a CNN on MNIST (the kitnn exercise) and test the best model."};
     std::string data_dir, out_dir, model_name = "keck", resume;
-    int epochs = 10, threads = max_threads(), early_stopping = 0;
+    int epochs = 10, threads = max_threads(), early_stopping = 0, ensemble = 1;
     Eigen::Index batch = 100, limit = 0;
     double lr = 1e-3, val_split = 0.2, weight_decay = 0;
     std::uint64_t seed = 1;
@@ -110,6 +116,9 @@ int main(int argc, char** argv) {
                    "(0 = never) [recipe; keck: 0]")->check(CLI::Range(0, 100000));
     app.add_option("--weight-decay", weight_decay, "AdamW's decoupled weight decay (0 = plain Adam) "
                    "[recipe; keck: 0]")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--ensemble", ensemble, "train N networks (seeds S, S+1000, ...) one after the other and "
+                   "average their outputs: one model, N times the cost [recipe; best: 3, others: 1]")
+        ->check(CLI::Range(1, 100));
     app.add_option("--resume", resume, "continue the run saved in this training checkpoint "
                    "(OUT/last.kitnn) with its own settings, up to --epochs")
         ->check(CLI::ExistingFile);
@@ -154,13 +163,15 @@ int main(int argc, char** argv) {
 
     auto body = [&] {
         set_threads(threads);
+        int member = 0;  // the first ensemble member to train (0-based): the resumed one, else 0
         // The run's settings: from the checkpoint when resuming, else the model's recipe
         // overridden by the flags given.
         std::optional<TrainingCheckpoint<float>> ckpt;
         if (!resume.empty()) {
             std::vector<std::string> fixed;
             for (const char* f : {"--model", "--dataset", "--batch", "--lr", "--val-split", "--schedule",
-                                  "--augment", "--early-stopping", "--weight-decay", "--seed", "--limit"})
+                                  "--augment", "--early-stopping", "--weight-decay", "--seed", "--limit",
+                                  "--ensemble"})
                 if (app.count(f)) fixed.push_back(f);
             if (!fixed.empty()) {
                 std::string list;
@@ -190,6 +201,14 @@ int main(int argc, char** argv) {
             weight_decay = std::stod(get("train.weight_decay"));
             schedule = ckpt->schedule_spec;
             if (!app.count("--epochs")) epochs = std::stoi(get("train.epochs"));
+            // Checkpoints from before --ensemble are single runs.
+            if (m.count("train.ensemble")) {
+                ensemble = std::stoi(get("train.ensemble"));
+                member = std::stoi(get("ensemble.member")) - 1;
+                if (ensemble < 1 || ensemble > 100 || member < 0 || member >= ensemble)
+                    throw ModelFileError(resume + ": training checkpoint with a bad ensemble member " +
+                                         get("ensemble.member") + " of " + get("train.ensemble"));
+            }
         } else {
             const zoo::Recipe r = zoo::recipe(model_name);
             if (!app.count("--epochs")) epochs = r.epochs;
@@ -200,6 +219,7 @@ int main(int argc, char** argv) {
             if (!app.count("--augment")) augment = r.augment;
             if (!app.count("--early-stopping")) early_stopping = r.early_stopping;
             if (!app.count("--weight-decay")) weight_decay = r.weight_decay;
+            if (!app.count("--ensemble")) ensemble = r.ensemble;
         }
         if (out_dir.empty()) out_dir = "runs/" + model_name;
         FitOptions fo;
@@ -218,101 +238,151 @@ int main(int argc, char** argv) {
         LabelledView val{&mnist.train.images, &mnist.train.labels, n - n_val, n};
         LabelledView test{&mnist.test.images, &mnist.test.labels, 0, mnist.test.size()};
 
-        Sequential<float> model = ckpt ? std::move(ckpt->model) : zoo::mnist_model<float>(model_name, seed);
-        std::cout << model.summary(model_name);
-        std::cout << "Train on " << train.size() << " samples, validate on " << val.size()
-                  << " samples; batch " << batch << ", " << (weight_decay > 0 ? "AdamW" : "Adam")
-                  << " lr " << lr;
-        if (weight_decay > 0) std::cout << " weight decay " << weight_decay;
-        std::cout << ", schedule " << schedule << ", augmentation " << fo.augment.str();
-        if (early_stopping > 0) std::cout << ", early stopping after " << early_stopping << " epochs";
-        fo.replicas = choose_replicas(model, replicas);
-        std::cout << ", seed " << seed << ", " << threads << " thread(s)";
-        if (fo.replicas > 1) std::cout << ", batches split across " << fo.replicas << " replicas";
-        if (group) std::cout << (fo.replicas > 1 ? " on each of " : ", batches split across ") << group->size()
-                             << " MPI ranks";
-        std::cout << "\n";
-        if (group) {
-            // Every rank must train the same thing; then all start from rank 0's weights.
-            const auto bytes = serialize_model(model);
-            const Eigen::Index per = mnist.train.images.size() / std::max<Eigen::Index>(1, mnist.train.size());
-            auto hex = [](std::uint64_t v) {
-                char b[24];
-                std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-                return std::string(b);
-            };
-            check_same_run(*group, {
-                {"program", std::string("mnist_train, model format ") + std::to_string(kModelFormatVersion)},
-                {"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
-                {"batch", std::to_string(batch)}, {"epochs", std::to_string(epochs)}, {"lr", std::to_string(lr)},
-                {"schedule", schedule}, {"augment", fo.augment.str()}, {"val_split", std::to_string(val_split)},
-                {"weight_decay", std::to_string(weight_decay)}, {"early_stopping", std::to_string(early_stopping)},
-                {"replicas", std::to_string(fo.replicas)},
-                {"training images", std::to_string(train.size())}, {"validation images", std::to_string(val.size())},
-                {"data fingerprint", hex(fingerprint(mnist.train.images.data(), size_t(n * per) * sizeof(float),
-                                                     fingerprint(mnist.train.labels.data(), size_t(n))))},
-                {"resumed after epoch", ckpt ? std::to_string(ckpt->state.epoch) : "-"},
-                {"model fingerprint", hex(fingerprint(bytes.data(), bytes.size()))}});
-            broadcast_model(*group, model);
-        }
-
         if (root) std::filesystem::create_directories(out_dir);
-        fo.epochs = epochs;
-        fo.batch = batch;
-        fo.seed = seed;
-        fo.base_lr = lr;
-        fo.early_stopping = early_stopping;
-        fo.checkpoint = out_dir + "/best.kitnn";
-        fo.last_checkpoint = out_dir + "/last.kitnn";
-        fo.history_csv = out_dir + "/history.csv";
+        // A resumed member needs the members before it (their best models) at the end.
+        for (int k = 0; root && k < member; ++k) {
+            const std::string p = out_dir + "/member-" + std::to_string(k + 1) + "/best.kitnn";
+            if (!std::filesystem::exists(p))
+                throw FileError(p + ": ensemble member " + std::to_string(k + 1) +
+                                " of the interrupted run is missing (resume with the same --out)");
+        }
         auto num = [](double v) {
             std::ostringstream s;
             s.precision(17);
             s << v;
             return s.str();
         };
-        fo.metadata = {{"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
-                       {"train.batch", std::to_string(batch)}, {"train.lr", num(lr)},
-                       {"train.val_split", num(val_split)}, {"train.limit", std::to_string(limit)},
-                       {"train.augment", fo.augment.str()},
-                       {"train.early_stopping", std::to_string(early_stopping)},
-                       {"train.weight_decay", num(weight_decay)}, {"train.epochs", std::to_string(epochs)}};
-        fo.progress = progress == "bar" ? 1 : progress == "plain" ? 0 : -1;
-        AdamOptions ao;
-        ao.lr = lr;
-        ao.weight_decay = weight_decay;
-        ao.decoupled = true;  // AdamW when weight_decay > 0
-        Adam<float> adam(ao);
-        TrainState state;
-        if (ckpt) {
-            adam.load_state(ckpt->optimizer_state, model.params(), ckpt->iterations);  // ckpt->model was moved
-            fo.schedule.restore(ckpt->schedule_state);
-            state = ckpt->state;
-            std::cout << "Resuming from " << resume << " after epoch " << state.epoch << "\n";
-            if (root && state.epoch > 0 && !std::filesystem::exists(fo.checkpoint))
-                throw FileError(fo.checkpoint + ": the best model of the interrupted run is missing "
-                                "(resume with the same --out)");
-        }
-        fo.group = group;
-        const auto history = fit(model, adam, train, val, fo, &state);
-        if (!root) return 0;  // rank 0 tests the best model and writes the report
+        // One training run per ensemble member (one in all without --ensemble).
+        std::vector<EpochStats> history;  // the last member's
+        int best_epoch = 0;               // its epoch with the lowest val_loss
+        for (int k = member; k < ensemble; ++k) {
+            const bool resumed = ckpt && k == member;
+            const std::uint64_t member_seed = seed + 1000 * std::uint64_t(k);
+            const std::string dir_k = ensemble > 1 ? out_dir + "/member-" + std::to_string(k + 1) : out_dir;
+            Sequential<float> model = resumed ? std::move(ckpt->model) : zoo::mnist_model<float>(model_name, member_seed);
+            if (ensemble > 1)
+                std::cout << (k > member ? "\n" : "") << "Ensemble member " << k + 1 << " of " << ensemble
+                          << " (seed " << member_seed << ", " << dir_k << ")\n";
+            if (k == member) std::cout << model.summary(model_name);
+            std::cout << "Train on " << train.size() << " samples, validate on " << val.size()
+                      << " samples; batch " << batch << ", " << (weight_decay > 0 ? "AdamW" : "Adam")
+                      << " lr " << lr;
+            if (weight_decay > 0) std::cout << " weight decay " << weight_decay;
+            std::cout << ", schedule " << schedule << ", augmentation " << fo.augment.str();
+            if (early_stopping > 0) std::cout << ", early stopping after " << early_stopping << " epochs";
+            fo.replicas = choose_replicas(model, replicas);
+            std::cout << ", seed " << member_seed << ", " << threads << " thread(s)";
+            if (fo.replicas > 1) std::cout << ", batches split across " << fo.replicas << " replicas";
+            if (group) std::cout << (fo.replicas > 1 ? " on each of " : ", batches split across ") << group->size()
+                                 << " MPI ranks";
+            std::cout << "\n";
+            if (group) {
+                // Every rank must train the same thing; then all start from rank 0's weights.
+                const auto bytes = serialize_model(model);
+                const Eigen::Index per = mnist.train.images.size() / std::max<Eigen::Index>(1, mnist.train.size());
+                auto hex = [](std::uint64_t v) {
+                    char b[24];
+                    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+                    return std::string(b);
+                };
+                check_same_run(*group, {
+                    {"program", std::string("mnist_train, model format ") + std::to_string(kModelFormatVersion)},
+                    {"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
+                    {"batch", std::to_string(batch)}, {"epochs", std::to_string(epochs)}, {"lr", std::to_string(lr)},
+                    {"schedule", schedule}, {"augment", fo.augment.str()}, {"val_split", std::to_string(val_split)},
+                    {"weight_decay", std::to_string(weight_decay)}, {"early_stopping", std::to_string(early_stopping)},
+                    {"replicas", std::to_string(fo.replicas)},
+                    {"ensemble member", std::to_string(k + 1) + " of " + std::to_string(ensemble)},
+                    {"training images", std::to_string(train.size())}, {"validation images", std::to_string(val.size())},
+                    {"data fingerprint", hex(fingerprint(mnist.train.images.data(), size_t(n * per) * sizeof(float),
+                                                         fingerprint(mnist.train.labels.data(), size_t(n))))},
+                    {"resumed after epoch", resumed ? std::to_string(ckpt->state.epoch) : "-"},
+                    {"model fingerprint", hex(fingerprint(bytes.data(), bytes.size()))}});
+                broadcast_model(*group, model);
+            }
 
-        // Epoch times, and how to read under- vs overfitting from the history.
-        double total_s = 0;
-        int best_epoch = 0;
-        double best_val = 1e300;
-        for (auto& h : history) {
-            total_s += h.seconds;
-            if (h.val_loss < best_val) best_val = h.val_loss, best_epoch = h.epoch;
-        }
-        std::cout << std::fixed << std::setprecision(2) << "\nwall time per epoch: "
-                  << total_s / double(history.size()) << " s (mean of " << history.size()
-                  << "), training only\n";
+            if (root) std::filesystem::create_directories(dir_k);
+            fo.epochs = epochs;
+            fo.batch = batch;
+            fo.seed = member_seed;
+            fo.base_lr = lr;
+            fo.early_stopping = early_stopping;
+            fo.checkpoint = dir_k + "/best.kitnn";
+            fo.last_checkpoint = dir_k + "/last.kitnn";
+            fo.history_csv = dir_k + "/history.csv";
+            fo.metadata = {{"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
+                           {"train.batch", std::to_string(batch)}, {"train.lr", num(lr)},
+                           {"train.val_split", num(val_split)}, {"train.limit", std::to_string(limit)},
+                           {"train.augment", fo.augment.str()},
+                           {"train.early_stopping", std::to_string(early_stopping)},
+                           {"train.weight_decay", num(weight_decay)}, {"train.epochs", std::to_string(epochs)}};
+            if (ensemble > 1) {
+                fo.metadata["train.ensemble"] = std::to_string(ensemble);
+                fo.metadata["ensemble.member"] = std::to_string(k + 1);
+                fo.metadata["ensemble.member_seed"] = std::to_string(member_seed);
+            }
+            fo.progress = progress == "bar" ? 1 : progress == "plain" ? 0 : -1;
+            AdamOptions ao;
+            ao.lr = lr;
+            ao.weight_decay = weight_decay;
+            ao.decoupled = true;  // AdamW when weight_decay > 0
+            Adam<float> adam(ao);
+            TrainState state;
+            fo.schedule = LrSchedule::parse(schedule);  // each member from the schedule's start
+            if (resumed) {
+                adam.load_state(ckpt->optimizer_state, model.params(), ckpt->iterations);  // ckpt->model was moved
+                fo.schedule.restore(ckpt->schedule_state);
+                state = ckpt->state;
+                std::cout << "Resuming from " << resume << " after epoch " << state.epoch << "\n";
+                if (root && state.epoch > 0 && !std::filesystem::exists(fo.checkpoint))
+                    throw FileError(fo.checkpoint + ": the best model of the interrupted run is missing "
+                                    "(resume with the same --out)");
+            }
+            fo.group = group;
+            history = fit(model, adam, train, val, fo, &state);
+            if (!root) continue;  // rank 0 tests the best model and writes the report
 
-        Sequential<float> best = load_model<float>(fo.checkpoint);
+            // Epoch times, and how to read under- vs overfitting from the history.
+            double total_s = 0, best_val = 1e300;
+            for (auto& h : history) {
+                total_s += h.seconds;
+                if (h.val_loss < best_val) best_val = h.val_loss, best_epoch = h.epoch;
+            }
+            std::cout << std::fixed << std::setprecision(2) << "\nwall time per epoch: "
+                      << total_s / double(history.size()) << " s (mean of " << history.size()
+                      << "), training only\n";
+            std::cout.unsetf(std::ios::floatfield);
+        }
+        if (!root) return 0;
+
+        // The model to test: the best checkpoint, or the members' average.
+        std::string best_path = out_dir + "/best.kitnn";
+        Sequential<float> best = [&] {
+            if (ensemble == 1) return load_model<float>(best_path);
+            std::vector<Sequential<float>> members;
+            for (int k = 0; k < ensemble; ++k) {
+                const std::string p = out_dir + "/member-" + std::to_string(k + 1) + "/best.kitnn";
+                if (!std::filesystem::exists(p))
+                    throw FileError(p + ": ensemble member " + std::to_string(k + 1) +
+                                    " is missing (resume with the same --out)");
+                members.push_back(load_model<float>(p));
+                const auto te = evaluate(members.back(), test);
+                std::cout << "member " << k + 1 << ": " << p << ", test accuracy " << std::setprecision(4)
+                          << te.accuracy << "\n";
+                std::cout.unsetf(std::ios::floatfield);
+            }
+            Sequential<float> e = make_ensemble(members, seed);
+            Metadata meta = {{"model", model_name}, {"dataset", dataset}, {"seed", std::to_string(seed)},
+                             {"train.ensemble", std::to_string(ensemble)}};
+            save_model(best_path, e, meta);  // atomic, like every checkpoint
+            std::cout << "ensemble of " << ensemble << " (their mean output, " << e.param_count()
+                      << " parameters): " << best_path << "\n";
+            return e;
+        }();
         const auto tr = evaluate(best, train);
-        std::cout << std::setprecision(4) << "best model: epoch " << best_epoch << ", "
-                  << fo.checkpoint << "\n"
+        std::cout << std::fixed << std::setprecision(4) << "best model: "
+                  << (ensemble > 1 ? "ensemble, last member's best epoch " : "epoch ") << best_epoch << ", "
+                  << best_path << "\n"
                   << "  train (no dropout): loss " << tr.loss << ", acc " << tr.accuracy << "\n";
         if (val.size() == 0) {
             // No held-out data (--val-split 0): the checkpoint followed the training loss,

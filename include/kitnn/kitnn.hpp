@@ -8,6 +8,7 @@
 #include "kitnn/layers/all.hpp"
 #include "kitnn/loss/softmax_cross_entropy.hpp"
 #include "kitnn/model/clone.hpp"
+#include "kitnn/model/ensemble.hpp"
 #include "kitnn/model/sequential.hpp"
 #include "kitnn/optim/adam.hpp"
 #include "kitnn/optim/optimizer.hpp"

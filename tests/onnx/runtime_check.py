@@ -5,7 +5,8 @@ the ONNX checker (Debian python3-onnx, or libonnx's C++ checker inside onnx_prob
 
   runtime_check.py mnist KITNN_ONNX MNIST_TRAIN ONNX_PROBE WORK
                                            every MNIST zoo model, trained briefly
-                                           (mnist_train --limit 1000 --epochs 1), exported
+                                           (mnist_train --limit 1000 --epochs 1; best: its
+                                           recipe's ensemble of 3), exported
                                            with --softmax: python checker; OpenCV and kitnn
                                            give the same class on all 10,000 test images
                                            and max |dp| <= 1e-5; kitnn -> ONNX -> kitnn is

@@ -325,7 +325,7 @@ TEST_CASE("onnx: what kitnn cannot express is refused with the node, op and reas
         a2->add_input("z");
         a2->add_input("y2");
         a2->add_output("y");
-        CHECK_THAT(import_error(m), Catch::Contains("the branches forked from 'h' do not meet at one Concat or Add"));
+        CHECK_THAT(import_error(m), Catch::Contains("the branches forked from 'h' do not meet at one Concat, Add or Mean"));
     }
     SECTION("opset") {
         m.mutable_opset_import(0)->set_version(9);
@@ -352,4 +352,51 @@ TEST_CASE("onnx: truncated, garbage and empty files give a clear error", "[onnx]
     const std::string text = "this is not a model\n";
     CHECK_THROWS_AS(parse_onnx<float>(text.data(), text.size(), "text.onnx"), OnnxError);
     CHECK_THROWS_WITH(load_onnx<float>("/nonexistent/x.onnx"), Catch::Contains("no such file"));
+}
+
+TEST_CASE("onnx: an ensemble (Branches mean) exports as Adds and a Div, and imports from those or a Mean", "[onnx]") {
+    std::vector<Sequential<float>> members;
+    for (std::uint64_t seed : {3, 4, 5}) {
+        members.push_back(zoo::mnist_model<float>("fast", seed));
+        randomize_batchnorm(members.back());
+    }
+    Sequential<float> ens = make_ensemble(members);
+    round_trip(ens);  // structure and outputs, bit for bit
+
+    // OpenCV 4.6 has no Mean: the export sums as kitnn does, then divides by 3.
+    auto proto = to_onnx(ens);
+    std::vector<std::string> tail;
+    for (int i = proto.graph().node_size() - 3; i < proto.graph().node_size(); ++i)
+        tail.push_back(proto.graph().node(i).op_type());
+    CHECK(tail == std::vector<std::string>{"Add", "Add", "Div"});
+
+    // The same graph with one Mean node (what other exporters write) imports to the
+    // same model.
+    auto& g = *proto.mutable_graph();
+    const int n = g.node_size();
+    const std::string out = g.node(n - 1).output(0);
+    std::vector<std::string> arms{g.node(n - 3).input(0), g.node(n - 3).input(1), g.node(n - 2).input(1)};
+    g.mutable_node()->DeleteSubrange(n - 3, 3);
+    auto* mean = g.add_node();
+    mean->set_op_type("Mean");
+    mean->set_name("mean");
+    for (auto& a : arms) mean->add_input(a);
+    mean->add_output(out);
+    REQUIRE_NOTHROW(onnx::checker::check_model(proto));
+    auto back = from_onnx<float>(proto, "mean.onnx");
+    CHECK(structure(back) == structure(ens));
+    const auto x = random_input(ens.input_shape(), 4, 9);
+    const Tensor<float> a = ens.forward(x, false);
+    const Tensor<float> b = back.forward(x, false);
+    CHECK(std::memcmp(a.data(), b.data(), size_t(a.size()) * sizeof(float)) == 0);
+
+    // A Div by anything but the number of summed branches is not a mean (and a Div
+    // of a computed tensor is not a kitnn layer): refused, naming the node.
+    auto wrong = to_onnx(ens);
+    for (auto& init : *wrong.mutable_graph()->mutable_initializer())
+        if (init.name().find("/count") != std::string::npos) {
+            const float two = 2.0f;
+            init.set_raw_data(std::string(reinterpret_cast<const char*>(&two), sizeof two));
+        }
+    CHECK_THAT(import_error(wrong), Catch::Contains("Div"));
 }
