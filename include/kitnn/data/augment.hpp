@@ -27,9 +27,10 @@
 // rigid shifts; a small one, noise. Simard's 34 pixels at sigma 4 moves a pixel by
 // about 1.4 px (standard deviation of each component).
 //
-// Determinism: the parameters of every image are drawn serially from one Rng the
-// caller seeds per batch (fit() seeds it from seed, epoch and step), and only the
-// resampling runs in parallel, so the result does not depend on the thread count.
+// Determinism: the parameters of every image (and the seed of its elastic field)
+// are drawn serially from one Rng the caller seeds per batch (fit() seeds it from
+// seed, epoch and step); only the fields and the resampling run in parallel, each
+// image from its own draws, so the result does not depend on the thread count.
 #pragma once
 
 #include "kitnn/core/parallel.hpp"
@@ -128,7 +129,8 @@ struct AugmentBuffers {
 namespace detail {
 // One image's elastic displacement field (2, H, W): U(-1, 1) noise drawn from
 // rng, smoothed by the separable Gaussian kernel k (radius r) with zeros outside
-// the frame, times alpha. scratch holds (H + 2r) * (W + 2r) values.
+// the frame, times alpha. scratch: resized to (H + 2r) * (W + 2r) + H * (W + 2r)
+// values (the padded noise, then the vertically smoothed rows).
 template <class T>
 void elastic_field(Rng& rng, const std::vector<T>& k, T alpha, Eigen::Index H, Eigen::Index W,
                    T* field, std::vector<T>& scratch) {
