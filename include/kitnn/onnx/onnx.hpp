@@ -859,6 +859,16 @@ private:
                     if (!taken[a] && arms[a].end == x) return true;
                 return false;
             };
+            // A merge node with all its arms as inputs (Concat, Mean): none may be a constant.
+            auto merge_all = [&](const char* verb) {
+                take(m);
+                for (auto& x : m.input()) {
+                    if (consts_.count(x)) fail(m, std::string(verb) + " a constant '" + x + "' (not supported)");
+                    claim(x, m);
+                }
+                single_output(m);
+                return m.output(0);
+            };
             std::string out;
             Merge merge;
             if (m.op_type() == "Concat") {
@@ -868,23 +878,11 @@ private:
                 const int rank = arms[0].shape.is_image() ? 4 : 2;
                 if (axis != 1 && axis != 1 - rank)
                     fail(m, "axis " + std::to_string(axis) + " is not supported (kitnn concatenates channels, axis 1)");
-                take(m);
-                for (auto& x : m.input()) {
-                    if (consts_.count(x)) fail(m, "concatenates a constant '" + x + "' (not supported)");
-                    claim(x, m);
-                }
-                single_output(m);
-                out = m.output(0);
+                out = merge_all("concatenates");
             } else if (m.op_type() == "Mean") {  // one node averages all its arms
                 merge = Merge::mean;
                 only(m, {});
-                take(m);
-                for (auto& x : m.input()) {
-                    if (consts_.count(x)) fail(m, "averages a constant '" + x + "' (not supported)");
-                    claim(x, m);
-                }
-                single_output(m);
-                out = m.output(0);
+                out = merge_all("averages");
             } else {  // Add: (z_a + z_b) + z_c ..., as long as the next Add adds another arm
                 merge = Merge::add;
                 const ::onnx::NodeProto* a = &m;
