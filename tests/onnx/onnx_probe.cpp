@@ -107,6 +107,19 @@ void seeds(const std::string& dir) {
         m.add<Dense>(2);
         put("branches.onnx", serialize_onnx(to_onnx(m, {13, true})));
     }
+    {  // an ensemble of two: Branches mean, exported as an Add and a Div by 2
+        Sequential<float> m(Shape::image(1, 4, 4), 1);
+        auto box = std::make_unique<Branches<float>>(Merge::mean);
+        auto& b0 = box->branch();
+        b0.add<Conv2D>(2, std::array<int, 2>{3, 3});
+        b0.add<Flatten>();
+        b0.add<Dense>(2);
+        auto& b1 = box->branch();
+        b1.add<Flatten>();
+        b1.add<Dense>(2);
+        m.add(std::move(box));
+        put("ensemble.onnx", serialize_onnx(to_onnx(m)));
+    }
     {  // PyTorch's forms: MatMul + Add, Reshape with a Constant shape, float_data, Gemm transB
         onnx::ModelProto m;
         m.set_ir_version(7);
