@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
     app.add_option("--report", report_dir, "after training, write PNG pictures of the run into this folder "
                    "(learning curves, test confusion matrix, worst errors, first-layer filters)");
     app.add_option("--out", out_dir, "folder for best.kitnn (best val_loss), last.kitnn (training "
-                   "checkpoint after every epoch, for --resume) and history.csv [default: runs/MODEL]");
+                   "checkpoint after every epoch, for --resume) and history.csv; with --ensemble N > 1 these go into "
+                   "OUT/member-K/ and OUT/best.kitnn is their average [default: runs/MODEL]");
     app.add_option("--epochs", epochs, "training epochs (total, when resuming) [recipe; keck: 10]")
         ->check(CLI::Range(1, 100000));
     app.add_option("--batch", batch, "batch size [recipe; keck: 100]")->check(CLI::Range(1, 60000));
@@ -111,7 +112,8 @@ int main(int argc, char** argv) {
                    "cosine[:MIN_LR], plateau:FACTOR:PATIENCE[:MIN_LR], optionally prefixed by "
                    "warmup=EPOCHS, [recipe; keck: constant]");
     app.add_option("--augment", augment, "random training-image transforms, e.g. "
-                   "shift=2,rotate=10,scale=0.1 (pixels, degrees, fraction) or none [recipe; keck: none]");
+                   "shift=2,rotate=10,scale=0.1 (pixels, degrees, fraction), plus elastic=34[,elastic_sigma=4] for "
+                   "elastic distortion (pixels), or none [recipe; keck: none]");
     app.add_option("--early-stopping", early_stopping, "stop after N epochs without a better val_loss "
                    "(0 = never) [recipe; keck: 0]")->check(CLI::Range(0, 100000));
     app.add_option("--weight-decay", weight_decay, "AdamW's decoupled weight decay (0 = plain Adam) "
@@ -120,7 +122,8 @@ int main(int argc, char** argv) {
                    "average their outputs: one model, N times the cost [recipe; best: 3, others: 1]")
         ->check(CLI::Range(1, 100));
     app.add_option("--resume", resume, "continue the run saved in this training checkpoint "
-                   "(OUT/last.kitnn) with its own settings, up to --epochs")
+                   "(OUT/last.kitnn; an ensemble's: OUT/member-K/last.kitnn, K the member that was training) "
+                   "with its own settings, up to --epochs")
         ->check(CLI::ExistingFile);
     app.add_option("--seed", seed, "seed for weights, dropout, shuffling and augmentation")->capture_default_str();
     app.add_option("--threads", threads, "OpenMP threads (default: all cores)")->check(CLI::Range(1, 1024))->capture_default_str();
