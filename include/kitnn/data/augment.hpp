@@ -122,7 +122,6 @@ struct AugmentBuffers {
     std::vector<T> out;                  // (N, C, H, W) the resampled batch
     std::vector<AffineMap> maps;         // (N) one map per image
     std::vector<std::uint64_t> seeds;    // (N) the seed of each image's elastic field
-    std::vector<T> field;                // (N, 2, H, W) elastic displacement, x then y
     std::vector<T> kernel;               // (2r + 1) the normalised Gaussian
 };
 
@@ -205,16 +204,19 @@ void augment_batch(Tensor<T>& x, const AugmentOptions& o, Rng& rng, AugmentBuffe
         for (Eigen::Index t = -radius; t <= radius; ++t)
             buf.kernel[size_t(t + radius)] =
                 T(std::exp(-0.5 * double(t * t) / (o.elastic_sigma * o.elastic_sigma)) / total);
-        buf.field.resize(size_t(N * 2 * plane));
     }
     tmp.resize(size_t(x.size()));
     T* out = tmp.data();
     const std::int64_t per_image = C * plane * 12 + (elastic ? 4 * (2 * radius + 1) * plane : 0);
     parallel_for(N, N * per_image, [&](std::int64_t n) {
         const AffineMap& m = maps[size_t(n)];
-        T* field = elastic ? buf.field.data() + n * 2 * plane : nullptr;
+        // This image's elastic displacement (2, H, W), x then y: made and used by one
+        // thread, so its buffers are the thread's own.
+        T* field = nullptr;
         if (elastic) {
-            thread_local std::vector<T> scratch;
+            thread_local std::vector<T> scratch, displacement;
+            displacement.resize(size_t(2 * plane));
+            field = displacement.data();
             Rng g(buf.seeds[size_t(n)]);
             detail::elastic_field(g, buf.kernel, T(o.elastic), H, W, field, scratch);
         }
