@@ -383,6 +383,58 @@ TEST_CASE("AvgPool2D same padding divides by the number of real pixels", "[avgpo
     CHECK_THROWS_AS(AvgPool2D<double>(K{0, 2}), std::invalid_argument);
 }
 
+// The direct definition, window by window, summing rows then columns in the layer's order.
+TEST_CASE("AvgPool2D equals the per-window sums, stride-1 interior path included", "[avgpool]") {
+    struct Geo { Shape in; K pool, stride; Padding pad; };
+    const std::vector<Geo> geos = {
+        {Shape::image(2, 35, 35), K{3, 3}, K{1, 1}, Padding::same},   // Inception-v4's blocks
+        {Shape::image(1, 9, 17), K{3, 5}, K{1, 1}, Padding::same},    // wider than tall
+        {Shape::image(1, 6, 11), K{2, 4}, K{1, 1}, Padding::valid},   // every window interior
+        {Shape::image(1, 4, 5), K{3, 2}, K{1, 1}, Padding::same},     // pad only after
+        {Shape::image(1, 3, 3), K{5, 5}, K{1, 1}, Padding::same},     // no interior window
+        {Shape::image(2, 8, 9), K{3, 3}, K{2, 2}, Padding::same},     // stride 2: the loop alone
+    };
+    Rng rng(540);
+    for (const Geo& g : geos) {
+        AvgPool2D<float> pool(g.pool, g.stride, g.pad);
+        const Shape out = pool.build(g.in, rng);
+        const Eigen::Index N = 2, C = g.in.c(), H = g.in.h(), W = g.in.w(), OH = out.h(), OW = out.w();
+        const PoolAxis rows = pool_axis(H, g.pool[0], g.stride[0], g.pad);
+        const PoolAxis cols = pool_axis(W, g.pool[1], g.stride[1], g.pad);
+        T32 x(N, C, H, W), dy(N, C, OH, OW), y, dx;
+        for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = float(rng.uniform(-1, 1));
+        for (Eigen::Index i = 0; i < dy.size(); ++i) dy.data()[i] = float(rng.uniform(-1, 1));
+        pool.forward(x, y, false);
+        pool.backward(x, y, dy, &dx);
+        T32 dx_ref(N, C, H, W);
+        dx_ref.setZero();
+        int y_bad = 0, dx_bad = 0;
+        for (Eigen::Index n = 0; n < N; ++n)
+            for (Eigen::Index c = 0; c < C; ++c)
+                for (Eigen::Index oh = 0; oh < OH; ++oh)
+                    for (Eigen::Index ow = 0; ow < OW; ++ow) {
+                        const auto h0 = rows.begin[size_t(oh)], h1 = rows.end[size_t(oh)];
+                        const auto w0 = cols.begin[size_t(ow)], w1 = cols.end[size_t(ow)];
+                        float sum = 0;
+                        for (auto i = h0; i < h1; ++i) {
+                            float r = 0;
+                            for (auto j = w0; j < w1; ++j) r += x(n, c, i, j);
+                            sum = i == h0 ? r : sum + r;
+                        }
+                        const float count = float((h1 - h0) * (w1 - w0));
+                        y_bad += y(n, c, oh, ow) != sum / count;
+                        for (auto i = h0; i < h1; ++i)
+                            for (auto j = w0; j < w1; ++j) dx_ref(n, c, i, j) += dy(n, c, oh, ow) / count;
+                    }
+        for (Eigen::Index i = 0; i < dx.size(); ++i)
+            dx_bad += std::abs(dx.data()[i] - dx_ref.data()[i]) > 1e-6f * (1 + std::abs(dx_ref.data()[i]));
+        INFO("input " << g.in.str() << ", pool " << g.pool[0] << "x" << g.pool[1] << ", stride " << g.stride[0]);
+        CHECK(y.dimension(2) == OH);
+        CHECK(y_bad == 0);   // same order of additions: equal, not just close
+        CHECK(dx_bad == 0);  // the reference adds in another order: close
+    }
+}
+
 TEST_CASE("GlobalAvgPool2D averages each plane into a flat feature", "[globalavgpool]") {
     Rng rng(530);
     GlobalAvgPool2D<double> gap;
