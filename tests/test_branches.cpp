@@ -206,7 +206,96 @@ void require_same_layer(Layer<float>& a, Layer<float>& b, const std::string& whe
     }
 }
 
+// Identity that throws in forward: an error inside a branch that runs on a thread of
+// its own must still reach the caller.
+template <class T>
+class ThrowsInForward : public Layer<T> {
+public:
+    std::string type() const override { return "ThrowsInForward"; }
+    Config config() const override { return {}; }
+    void forward(const Tensor<T>&, Tensor<T>&, bool) override {
+        throw std::runtime_error("ThrowsInForward: on purpose");
+    }
+    void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, Tensor<T>*) override {}
+
+protected:
+    Shape do_build(const Shape& in, Rng&) override { return in; }
+};
+
+// An Inception-A-like block on (16, 17, 17): four branches of similar cost.
+std::unique_ptr<Branches<float>> balanced_block() {
+    auto block = std::make_unique<Branches<float>>(Merge::concat);
+    block->branch().add<Conv2D>(24, K2{1, 1}, Activation::relu);
+    auto& b1 = block->branch();
+    b1.add<Conv2D>(8, K2{1, 1}, Activation::relu);
+    b1.add<Conv2D>(12, K2{3, 3}, Activation::relu, Padding::same);
+    block->branch().add<Conv2D>(8, K2{3, 3}, Activation::relu, Padding::same);
+    auto& b3 = block->branch();
+    b3.add<AvgPool2D>(K2{3, 3}, K2{1, 1}, Padding::same);
+    b3.add<Conv2D>(24, K2{1, 1}, Activation::relu);
+    return block;
+}
+
+struct RestoreThreads {
+    int saved = max_threads();
+    ~RestoreThreads() { set_threads(saved); }
+};
+
 }  // namespace
+
+TEST_CASE("Branches: one image runs balanced branches on threads of their own, with the same floats",
+          "[branches][threads]") {
+    RestoreThreads restore;
+    Rng rng(120);
+    auto block = balanced_block();
+    const Shape in = Shape::image(16, 17, 17);
+    block->build(in, rng);
+    set_threads(2);
+#ifdef _OPENMP
+    // Longest first: branches 2 and 1 cost most and get a thread each; then 3 joins the
+    // lighter one (1), and 0 the other.
+    const std::vector<int> owner = block->branch_owners(1);
+    REQUIRE(owner.size() == 4);
+    CHECK(owner[0] != owner[1]);
+    CHECK(owner[2] != owner[3]);
+#endif
+    CHECK(block->branch_owners(2).empty());  // as many samples as threads: inside the layers
+
+    // Every layer of a branch on one thread is what 1 thread computes: equal floats.
+    const Tensor<float> x = random_tensor(1, in, rng).cast<float>();
+    Tensor<float> y2, y1;
+    block->forward(x, y2, false);
+    set_threads(1);
+    CHECK(block->branch_owners(1).empty());
+    block->forward(x, y1, false);
+    REQUIRE(y2.size() == y1.size());
+    int differ = 0;
+    for (Eigen::Index i = 0; i < y1.size(); ++i) differ += y1.data()[i] != y2.data()[i];
+    CHECK(differ == 0);
+
+    // Unbalanced (three equal branches on two threads: 2/3 of the work on one): no.
+    set_threads(2);
+    Branches<float> three(Merge::mean);
+    for (int b = 0; b < 3; ++b) three.branch().add<Conv2D>(8, K2{3, 3}, Activation::relu, Padding::same);
+    three.build(in, rng);
+    CHECK(three.branch_owners(1).empty());
+
+    // An error on a branch's own thread reaches the caller; the block works again after.
+    Branches<float> bad(Merge::concat);
+    bad.branch().add<Conv2D>(24, K2{1, 1}, Activation::relu);
+    bad.branch().add(std::make_unique<ThrowsInForward<float>>());
+    bad.branch().add<Conv2D>(24, K2{1, 1}, Activation::relu);
+    bad.build(in, rng);
+#ifdef _OPENMP
+    CHECK(bad.branch_owners(1).size() == 3);
+#endif
+    Tensor<float> yb;
+    CHECK_THROWS_WITH(bad.forward(x, yb, false), "ThrowsInForward: on purpose");
+    block->forward(x, y2, false);
+    differ = 0;
+    for (Eigen::Index i = 0; i < y1.size(); ++i) differ += y1.data()[i] != y2.data()[i];
+    CHECK(differ == 0);
+}
 
 TEST_CASE("Branches gradients: Inception-like concat of three branches", "[branches][gradcheck]") {
     auto block = inception_block<double>();
