@@ -34,6 +34,8 @@
 // place, e.g. "branch 1, layer 0 (Conv2D): kernel 5x5 is larger than the input ...".
 // Each branch owns the activation and gradient buffers of its layers, sized on the
 // first batch: no allocation in steady state. A branch may hold another Branches.
+// Threads: with fewer samples than threads, balanced branches run forward side by side,
+// one thread each (branch_owners); otherwise one after the other, threads inside the layers.
 #pragma once
 
 #include "kitnn/core/parallel.hpp"
@@ -224,7 +226,7 @@ public:
                 const int t = omp_get_thread_num(), nt = omp_get_num_threads();
                 try {
                     for (size_t b = 0; b < chains_.size(); ++b)
-                        if (owner[b] % nt == t) run(*chains_[b]);  // nt < T: some run more
+                        if (owner[b] % nt == t) run(*chains_[b]);  // nt < team: some run more
                 } catch (...) {
                     error[size_t(t)] = std::current_exception();
                 }
