@@ -91,7 +91,7 @@ public:
                 for (int d = 1; d < ph_; ++d)
                     for (Eigen::Index k = 0; k < n; ++k) o[k] += r[d * ow_ + k];
             }
-            for (Eigen::Index oh = std::max(full_row_end_, full_row_begin_); oh < oh_; ++oh) rows_of(oh);
+            for (Eigen::Index oh = full_row_end_; oh < oh_; ++oh) rows_of(oh);  // (full_row_end_ >= full_row_begin_)
             const T* count = count_.data();  // (OH, OW)
             for (Eigen::Index k = 0; k < oh_ * ow_; ++k) out[k] /= count[k];
         });
@@ -166,7 +166,7 @@ private:
     Eigen::Index full_row_begin_ = 0, full_row_end_ = 0;  // the same for output rows (stride 1 along H)
     std::vector<T> count_;  // (OH, OW) real pixels of each window
 
-    // The sums of the border windows alone (those not in [full_begin_, full_end_)).
+    // The sums of the windows outside [full_begin_, full_end_) (full_end_ >= full_begin_).
     void border_sums(const T* row, T* h) const {
         auto window = [&](Eigen::Index ow) {
             T s = T(0);
@@ -179,12 +179,7 @@ private:
 
     // h[ow] = sum of row[j] over window ow's columns, j ascending (row: (W), h: (OW)).
     void row_sums(const T* row, T* h) const {
-        auto window = [&](Eigen::Index ow) {
-            T s = T(0);
-            for (Eigen::Index j = cols_.begin[size_t(ow)]; j < cols_.end[size_t(ow)]; ++j) s += row[j];
-            h[ow] = s;
-        };
-        for (Eigen::Index ow = 0; ow < full_begin_; ++ow) window(ow);
+        border_sums(row, h);  // every window when there is no interior (full_end_ == full_begin_)
         if (full_end_ > full_begin_) {
             // The same sums in the same order (0 + a == a): the values of the loop above.
             const Eigen::Index n = full_end_ - full_begin_;
@@ -194,7 +189,6 @@ private:
             for (int d = 1; d < pw_; ++d)
                 for (Eigen::Index k = 0; k < n; ++k) o[k] += r[d + k];
         }
-        for (Eigen::Index ow = std::max(full_end_, full_begin_); ow < ow_; ++ow) window(ow);
     }
 
     // The transpose: row[j] += h[ow] for every window ow holding j, ow ascending for each
@@ -212,7 +206,7 @@ private:
             for (int d = pw_ - 1; d >= 0; --d)
                 for (Eigen::Index k = 0; k < n; ++k) r[d + k] += g[k];
         }
-        for (Eigen::Index ow = std::max(full_end_, full_begin_); ow < ow_; ++ow) window(ow);
+        for (Eigen::Index ow = full_end_; ow < ow_; ++ow) window(ow);
     }
     std::vector<Eigen::Index> col_count_;  // (OW) real columns of each window
     // Per thread: hs (H, OW) the row sums, sh (OW) one output row's dy / count.
