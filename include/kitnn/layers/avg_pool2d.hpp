@@ -64,10 +64,8 @@ public:
                 // i * W + ow - before, so one loop over the whole plane computes every
                 // interior window; the border columns it gets wrong (their windows would
                 // wrap into the neighbouring row) are then summed one by one.
-                const Eigen::Index b = cols_.pad_before, k0 = full_begin_, k1 = (H - 1) * W + full_end_;
-                std::copy(plane + k0 - b, plane + k1 - b, hs + k0);
-                for (int d = 1; d < pw_; ++d)
-                    for (Eigen::Index k = k0; k < k1; ++k) hs[k] += plane[k - b + d];
+                const Eigen::Index k0 = full_begin_, k1 = (H - 1) * W + full_end_;
+                shifted_sum(plane + k0 - cols_.pad_before, 1, pw_, k1 - k0, hs + k0);
                 for (Eigen::Index i = 0; i < H; ++i) border_sums(plane + i * W, hs + i * ow_);
             } else {
                 for (Eigen::Index i = 0; i < H; ++i) row_sums(plane + i * W, hs + i * ow_);
@@ -84,12 +82,8 @@ public:
             if (full_row_end_ > full_row_begin_) {
                 // Stride 1 along H: the interior output rows are one block of the plane,
                 // PH shifted blocks of hs added up.
-                const Eigen::Index n = (full_row_end_ - full_row_begin_) * ow_;
-                const T* r = hs + (full_row_begin_ - rows_.pad_before) * ow_;
-                T* o = out + full_row_begin_ * ow_;
-                std::copy(r, r + n, o);
-                for (int d = 1; d < ph_; ++d)
-                    for (Eigen::Index k = 0; k < n; ++k) o[k] += r[d * ow_ + k];
+                shifted_sum(hs + (full_row_begin_ - rows_.pad_before) * ow_, ow_, ph_,
+                            (full_row_end_ - full_row_begin_) * ow_, out + full_row_begin_ * ow_);
             }
             for (Eigen::Index oh = full_row_end_; oh < oh_; ++oh) rows_of(oh);  // (full_row_end_ >= full_row_begin_)
             const T* count = count_.data();  // (OH, OW)
@@ -112,8 +106,9 @@ public:
             for (Eigen::Index oh = 0; oh < oh_; ++oh) {
                 const Eigen::Index h0 = rows_.begin[size_t(oh)], h1 = rows_.end[size_t(oh)];
                 const T* go = g + oh * ow_;
+                const T* count = count_.data() + oh * ow_;
                 T* share = sh_[size_t(t)].data();  // (OW): this output row's dy / count
-                for (Eigen::Index ow = 0; ow < ow_; ++ow) share[ow] = go[ow] / T((h1 - h0) * col_count_[size_t(ow)]);
+                for (Eigen::Index ow = 0; ow < ow_; ++ow) share[ow] = go[ow] / count[ow];
                 for (Eigen::Index i = h0; i < h1; ++i)
                     for (Eigen::Index ow = 0; ow < ow_; ++ow) hs[i * ow_ + ow] += share[ow];
             }
@@ -126,8 +121,6 @@ protected:
     Shape do_build(const Shape& in, Rng& rng) override {
         const Shape out = Base::do_build(in, rng);
         win_ = std::min<Eigen::Index>(ph_, in.h()) * std::min<Eigen::Index>(pw_, in.w());
-        col_count_.resize(size_t(ow_));
-        for (Eigen::Index ow = 0; ow < ow_; ++ow) col_count_[size_t(ow)] = cols_.end[size_t(ow)] - cols_.begin[size_t(ow)];
         // Stride 1: the windows [ow - before, ow - before + PW) that lie wholly inside the
         // row are the outputs [full_begin_, full_end_) (maybe none).
         full_begin_ = full_end_ = 0;
@@ -147,8 +140,8 @@ protected:
         count_.resize(size_t(oh_ * ow_));
         for (Eigen::Index oh = 0; oh < oh_; ++oh)
             for (Eigen::Index ow = 0; ow < ow_; ++ow)
-                count_[size_t(oh * ow_ + ow)] =
-                    T((rows_.end[size_t(oh)] - rows_.begin[size_t(oh)]) * col_count_[size_t(ow)]);
+                count_[size_t(oh * ow_ + ow)] = T((rows_.end[size_t(oh)] - rows_.begin[size_t(oh)]) *
+                                                  (cols_.end[size_t(ow)] - cols_.begin[size_t(ow)]));
         hs_.clear();
         sh_.clear();
         return out;
@@ -180,15 +173,16 @@ private:
     // h[ow] = sum of row[j] over window ow's columns, j ascending (row: (W), h: (OW)).
     void row_sums(const T* row, T* h) const {
         border_sums(row, h);  // every window when there is no interior (full_end_ == full_begin_)
-        if (full_end_ > full_begin_) {
-            // The same sums in the same order (0 + a == a): the values of the loop above.
-            const Eigen::Index n = full_end_ - full_begin_;
-            const T* r = row + (full_begin_ - cols_.pad_before);  // window full_begin_'s first pixel
-            T* o = h + full_begin_;
-            std::copy(r, r + n, o);
-            for (int d = 1; d < pw_; ++d)
-                for (Eigen::Index k = 0; k < n; ++k) o[k] += r[d + k];
-        }
+        if (full_end_ > full_begin_)  // window full_begin_ starts at pixel full_begin_ - before
+            shifted_sum(row + (full_begin_ - cols_.pad_before), 1, pw_, full_end_ - full_begin_, h + full_begin_);
+    }
+
+    // dst[k] = src[k] + src[step + k] + ... + src[(taps - 1) * step + k] for k < n, added in
+    // that order: the window loop's order (0 + a == a), so the same floats.
+    static void shifted_sum(const T* src, Eigen::Index step, int taps, Eigen::Index n, T* dst) {
+        std::copy(src, src + n, dst);
+        for (int d = 1; d < taps; ++d)
+            for (Eigen::Index k = 0; k < n; ++k) dst[k] += src[d * step + k];
     }
 
     // The transpose: row[j] += h[ow] for every window ow holding j, ow ascending for each
@@ -208,7 +202,6 @@ private:
         }
         for (Eigen::Index ow = full_end_; ow < ow_; ++ow) window(ow);
     }
-    std::vector<Eigen::Index> col_count_;  // (OW) real columns of each window
     // Per thread: hs (H, OW) the row sums, sh (OW) one output row's dy / count.
     std::vector<std::vector<T>> hs_, sh_;
     void scratch(int threads, Eigen::Index H) {
