@@ -111,8 +111,11 @@ private:
             for (Eigen::Index ow = 0; ow < ow_; ++ow) {
                 const T t0 = r0[2 * ow], t1 = r0[2 * ow + 1], b0 = r1[2 * ow], b1 = r1[2 * ow + 1];
                 const T m = std::max(std::max(t0, t1), std::max(b0, b1));
+                // v < m, not v != m: the same for the four values m is the max of, and GCC
+                // then keeps the scalar remainder of short rows (lenet5's 5 and 14
+                // outputs) free of the branch that != needs for NaN's parity flag.
                 const std::int32_t pos =
-                    std::int32_t(t0 != m) * (1 + std::int32_t(t1 != m) * (1 + std::int32_t(b0 != m)));
+                    std::int32_t(t0 < m) * (1 + std::int32_t(t1 < m) * (1 + std::int32_t(b0 < m)));
                 o[ow] = m;
                 a[ow] = base + std::int32_t(2 * ow) + (pos & 1) + (pos >> 1) * w;
             }
