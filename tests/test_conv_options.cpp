@@ -238,6 +238,13 @@ const LayoutCase kLayoutCases[] = {
     {Shape::image(2, 6, 7), 3, 3, 3, -1, Activation::relu, true, 2},
     {Shape::image(2, 5, 8), 2, 2, 4, -1, Activation::linear, true, 2},  // even kernel, same
     {Shape::image(1, 10, 9), 3, 5, 5, 2, Activation::relu, true, 2},    // lenet5's first, smaller
+    // Wide layers with <= 8 filters take dW from the padded image (Im2colGeometry::
+    // add_kernel_grad: kernel widths 1, 2, 3, 5 and 7 have their own code, the others
+    // the plain loop): a 7-wide kernel, and fewer columns (3 x 5) than one block of
+    // lanes; wide layers with more filters keep the GEMM.
+    {Shape::image(2, 9, 11), 3, 3, 7, -1, Activation::relu, true, 2},
+    {Shape::image(1, 3, 3), 2, 3, 3, -1, Activation::linear, true, 3},
+    {Shape::image(2, 8, 8), 12, 3, 3, 1, Activation::linear, true, 2},
 };
 
 std::unique_ptr<Conv2D<double>> make_conv(const LayoutCase& c, Im2col layout) {

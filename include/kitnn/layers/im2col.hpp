@@ -80,12 +80,7 @@ struct Im2colGeometry {
             return;
         }
         const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp;
-        if (step == 0) {
-            for (Eigen::Index ch = c0; ch < c1; ++ch)
-                for (Eigen::Index i = 0; i < h; ++i)
-                    std::copy(xn + (ch * h + i) * w, xn + (ch * h + i + 1) * w, xp + (ch * Hp + i + pt) * Wp + pl);
-            return;
-        }
+        if (step == 0) return pad_into(xn, xp, c0, c1);
         for (Eigen::Index ch = c0; ch < c1; ++ch)
             for (int ki = 0; ki < kh; ++ki)
                 for (int kj = 0; kj < kw; ++kj) {
@@ -93,6 +88,35 @@ struct Im2colGeometry {
                     std::copy(from, from + Pc, col + ((ch * kh + ki) * kw + kj) * ld);
                 }
     }
+    // Wide layout only: x_n into the interior of the padded buffer xp (the border and
+    // slack stay as they are: zero). The first half of im2col_wide.
+    // Channels [c0, c1) only with the second form.
+    template <class T>
+    void pad_into(const T* xn, T* xp) const { pad_into(xn, xp, 0, c); }
+    template <class T>
+    void pad_into(const T* xn, T* xp, Eigen::Index c0, Eigen::Index c1) const {
+        const Eigen::Index Hp = hp(), Wp = wp();
+        for (Eigen::Index ch = c0; ch < c1; ++ch)
+            for (Eigen::Index i = 0; i < h; ++i)
+                std::copy(xn + (ch * h + i) * w, xn + (ch * h + i + 1) * w, xp + (ch * Hp + i + pt) * Wp + pl);
+    }
+    // Wide layout only: the kernel gradient of one image without its col matrix.
+    //   dW[f, r] += sum_j dym[f, j] * col[r, j],  j < Pc,  r = (ch, ki, kj),  f < F
+    // where col's row r is the run xp_ch[ki*Wp + kj + j] of the padded image (pad_into):
+    // the dot products read it in place. Why: for layers with few filters (lenet5's
+    // first: 6) the GEMM dW += dym col^T has 6 rows against thousands of columns, and
+    // Eigen's packing of col plus the im2col copy that feeds it cost more than the
+    // multiply-adds; here dym's rows (F x Pc) and the padded image stay in L1. dym's
+    // rows are ld apart; dW is (F, CKK) row-major.
+    template <class T>
+    void add_kernel_grad(const T* dym, Eigen::Index ld, Eigen::Index F, const T* xp, T* dW) const {
+        const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp, K = ckk();
+        for (Eigen::Index f = 0; f < F; ++f)
+            for (Eigen::Index ch = 0; ch < c; ++ch)
+                for (int ki = 0; ki < kh; ++ki)
+                    tap_dots(dym + f * ld, xp + (ch * Hp + ki) * Wp, Pc, dW + f * K + (ch * kh + ki) * kw);
+    }
+
     // dxp: padded_size() values of scratch. Overwrites dx_n.
     template <class T>
     void col2im(const T* dcol, Eigen::Index ld, T* dxn, T* dxp) const {
@@ -151,6 +175,46 @@ struct Im2colGeometry {
     }
 
 private:
+    // out[kj] += sum_{j < n} g[j] * b[kj + j] for kj < kw: the kw taps of one kernel row
+    // share every load of g. KW known at compile time keeps the kw x L partial sums in
+    // registers (L lanes each, summed at the end); other widths take the plain loop.
+    // (Fixed-size Eigen arrays: with plain T[KW][L] GCC 12 scattered the sums over
+    // 4-lane registers and ran 3x slower than the GEMM it replaces.)
+    template <int KW, class T>
+    static void tap_dots_fixed(const T* g, const T* b, Eigen::Index n, T* out) {
+        constexpr int L = 64 / int(sizeof(T));  // one 64-byte line: 16 floats, 8 doubles
+        using Lanes = Eigen::Array<T, L, 1>;
+        Lanes acc[KW];
+        for (Lanes& a : acc) a.setZero();
+        Eigen::Index j = 0;
+        for (; j + L <= n; j += L) {
+            const Lanes gj = Eigen::Map<const Lanes>(g + j);
+            for (int kj = 0; kj < KW; ++kj) acc[kj] += gj * Eigen::Map<const Lanes>(b + kj + j);
+        }
+        for (int kj = 0; kj < KW; ++kj) {
+            T s = 0;
+            for (int l = 0; l < L; ++l) s += acc[kj][l];  // (not .sum(): GCC 12 warns in Eigen's AVX-512 reduction of doubles)
+            for (Eigen::Index t = j; t < n; ++t) s += g[t] * b[kj + t];
+            out[kj] += s;
+        }
+    }
+    template <class T>
+    void tap_dots(const T* g, const T* b, Eigen::Index n, T* out) const {
+        switch (kw) {
+        case 1: return tap_dots_fixed<1>(g, b, n, out);
+        case 2: return tap_dots_fixed<2>(g, b, n, out);
+        case 3: return tap_dots_fixed<3>(g, b, n, out);
+        case 5: return tap_dots_fixed<5>(g, b, n, out);
+        case 7: return tap_dots_fixed<7>(g, b, n, out);
+        default:
+            for (int kj = 0; kj < kw; ++kj) {
+                T s = 0;
+                for (Eigen::Index j = 0; j < n; ++j) s += g[j] * b[kj + j];
+                out[kj] += s;
+            }
+        }
+    }
+
     template <class T>
     void im2col_rows(const T* xn, T* col, Eigen::Index ld) const { im2col_rows(xn, col, ld, 0, oh); }
     template <class T>
@@ -162,9 +226,7 @@ private:
     template <class T>
     void im2col_wide(const T* xn, T* col, Eigen::Index ld, T* xp) const {
         const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp;
-        for (Eigen::Index ch = 0; ch < c; ++ch)  // interior rows; the zero border is never written
-            for (Eigen::Index i = 0; i < h; ++i)
-                std::copy(xn + (ch * h + i) * w, xn + (ch * h + i + 1) * w, xp + (ch * Hp + i + pt) * Wp + pl);
+        pad_into(xn, xp);  // interior rows; the zero border is never written
         for (Eigen::Index ch = 0; ch < c; ++ch)
             for (int ki = 0; ki < kh; ++ki)
                 for (int kj = 0; kj < kw; ++kj) {
