@@ -336,6 +336,10 @@ TEST_CASE("MaxPool2D matches a direct-loop reference (forward and dx)", "[maxpoo
         {3, 2, 4, 4, 4, 4, 4, 4},  // global pooling
         {2, 2, 8, 8, 2, 2, 3, 3},  // stride > pool: gaps between windows
         {4, 4, 27, 27, 2, 2, 2, 2},  // the exercise's layer
+        {2, 6, 28, 28, 2, 2, 2, 2},  // lenet5's first pool: 14 outputs a row (8 vectorised, 6 not)
+        {2, 16, 10, 10, 2, 2, 2, 2}, // lenet5's second: 5 outputs a row, none vectorised
+        {2, 3, 7, 6, 2, 2, 2, 2},    // odd height: the last row is dropped
+        {1, 2, 2, 2, 2, 2, 2, 2},    // one window
     };
     std::uint64_t seed = 200;
     for (const auto& c : cases) {
