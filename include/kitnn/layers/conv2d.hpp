@@ -21,6 +21,9 @@
 //                                  added to the gradients in thread order afterwards
 //   dcol  : (CKK, cn*P) = Wm^T * dym   written over col (dead by then); col2im adds
 //                                  every tap back to its input pixel of dx.
+// Except: wide layers with few filters (<= kTapDotFilters: lenet5's first) build no col
+// in backward; dW comes from dot products over the padded image itself (im2col.hpp,
+// add_kernel_grad), where a 6-row GEMM cost more in packing than in multiply-adds.
 // Workspaces are members, resized only when the batch size or thread count changes.
 // Two more paths, for the ImageNet-sized networks (never taken by an MNIST layer), are
 // described with their code below: strips of output rows for outputs over 32x32 pixels,
