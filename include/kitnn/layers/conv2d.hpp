@@ -230,27 +230,27 @@ public:
                         if (wc != g_.ow) std::fill(dst + g_.ow, dst + wc, T(0));
                     }
             const bool direct = cn == 1 && pointwise();  // 1x1: col is x_n, dcol is dx_n
-            const bool taps = !direct && g_.wide && filters_ <= kTapDotFilters;
-            if (taps) {  // dW straight from the padded images: no col (im2col.hpp)
+            if (!direct && g_.wide && filters_ <= kTapDotFilters) {
+                // Few filters: dW straight from the padded images, no col (im2col.hpp).
                 for (Eigen::Index i = 0; i < cn; ++i) {
                     g_.pad_into(x.data() + (n0 + i) * image, w.xp.data());
                     g_.add_kernel_grad(dym.data() + i * Pc, NP, filters_, w.xp.data(), w.dW.data());
                 }
-            } else if (!direct) {
-                for (Eigen::Index i = 0; i < cn; ++i)
-                    g_.im2col(x.data() + (n0 + i) * image, col.data() + i * Pc, NP, w.xp.data());
-            }
-            const ConstMatMap<T> cin(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
-            if (taps) {
-            } else if (filters_ * ckk <= kDirectDW) {
-                // Tiny layers (keck: 4 filters x 4 taps): dW is a handful of dot
-                // products over thousands of columns. Eigen's GEMM packs both
-                // operands into panels built for wide M and N and spent ~30x the
-                // forward product on this shape; the dots stream the rows once each.
-                for (Eigen::Index f = 0; f < filters_; ++f)
-                    for (Eigen::Index r = 0; r < ckk; ++r) w.dW(f, r) += dym.row(f).dot(cin.row(r));
             } else {
-                w.dW.noalias() += dym * cin.transpose();
+                if (!direct)
+                    for (Eigen::Index i = 0; i < cn; ++i)
+                        g_.im2col(x.data() + (n0 + i) * image, col.data() + i * Pc, NP, w.xp.data());
+                const ConstMatMap<T> cin(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
+                if (filters_ * ckk <= kDirectDW) {
+                    // Tiny layers (keck: 4 filters x 4 taps): dW is a handful of dot
+                    // products over thousands of columns. Eigen's GEMM packs both
+                    // operands into panels built for wide M and N and spent ~30x the
+                    // forward product on this shape; the dots stream the rows once each.
+                    for (Eigen::Index f = 0; f < filters_; ++f)
+                        for (Eigen::Index r = 0; r < ckk; ++r) w.dW(f, r) += dym.row(f).dot(cin.row(r));
+                } else {
+                    w.dW.noalias() += dym * cin.transpose();
+                }
             }
             if (use_bias_) w.db += dym.rowwise().sum();
             if (!dx) return;
