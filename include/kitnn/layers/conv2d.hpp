@@ -22,8 +22,9 @@
 //   dcol  : (CKK, cn*P) = Wm^T * dym   written over col (dead by then); col2im adds
 //                                  every tap back to its input pixel of dx.
 // Except: wide layers with few filters (<= kTapDotFilters: lenet5's first) build no col
-// in backward; dW comes from dot products over the padded image itself (im2col.hpp,
-// add_kernel_grad), where a 6-row GEMM cost more in packing than in multiply-adds.
+// at all. Forward, ym comes tap by tap from the padded image (im2col.hpp, conv_taps);
+// backward, dW from dot products over it (add_kernel_grad): a GEMM with 6 rows cost
+// more in packing and im2col copies than in multiply-adds.
 // Workspaces are members, resized only when the batch size or thread count changes.
 // Two more paths, for the ImageNet-sized networks (never taken by an MNIST layer), are
 // described with their code below: strips of output rows for outputs over 32x32 pixels,
@@ -175,10 +176,18 @@ public:
             MatMap<T> ym(w.ym.data(), filters_, NP);
             // A 1x1 convolution of one image needs no im2col: col would be a copy of x_n.
             const bool direct = cn == 1 && pointwise();
-            if (!direct)
-                for (Eigen::Index i = 0; i < cn; ++i)
-                    g_.im2col(x.data() + (n0 + i) * image, w.col.data() + i * Pc, NP, w.xp.data());
-            ym.noalias() = Wm * ConstMatMap<T>(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
+            if (!direct && tap_products()) {
+                // Few filters: ym straight from the padded images, no col (im2col.hpp).
+                for (Eigen::Index i = 0; i < cn; ++i) {
+                    g_.pad_into(x.data() + (n0 + i) * image, w.xp.data());
+                    g_.conv_taps(w.xp.data(), Wm.data(), filters_, ym.data() + i * Pc, NP);
+                }
+            } else {
+                if (!direct)
+                    for (Eigen::Index i = 0; i < cn; ++i)
+                        g_.im2col(x.data() + (n0 + i) * image, w.col.data() + i * Pc, NP, w.xp.data());
+                ym.noalias() = Wm * ConstMatMap<T>(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
+            }
             // y[n0 + i, f, oh, ow] = act(ym[f, i*Pc + oh*wc + ow] + b[f])
             for (Eigen::Index i = 0; i < cn; ++i)
                 for (Eigen::Index f = 0; f < filters_; ++f) {
@@ -230,7 +239,7 @@ public:
                         if (wc != g_.ow) std::fill(dst + g_.ow, dst + wc, T(0));
                     }
             const bool direct = cn == 1 && pointwise();  // 1x1: col is x_n, dcol is dx_n
-            if (!direct && g_.wide && filters_ <= kTapDotFilters) {
+            if (!direct && tap_products()) {
                 // Few filters: dW straight from the padded images, no col (im2col.hpp).
                 for (Eigen::Index i = 0; i < cn; ++i) {
                     g_.pad_into(x.data() + (n0 + i) * image, w.xp.data());
@@ -344,11 +353,12 @@ private:
     static constexpr Eigen::Index kChunkMinCols = 512;
     // Up to this many kernel weights (F * CKK), dW is computed as dot products.
     static constexpr Eigen::Index kDirectDW = 64;
-    // Wide layers with up to this many filters compute dW from the padded image
-    // (Im2colGeometry::add_kernel_grad), without im2col in backward. Measured at batch
-    // 100 on one thread (kitnn_bench_layers, 3 alternated runs each): lenet5's first
-    // layer (6 filters, 896 columns per image) 1.58-1.64 ms -> 0.83-0.87 ms; its second
-    // (16 filters, 140 columns) 2.02-2.10 ms -> 3.40-3.65 ms, where the GEMM wins.
+    // Wide layers with up to this many filters compute ym and dW from the padded image
+    // (Im2colGeometry::conv_taps and add_kernel_grad), without im2col. Measured at batch
+    // 100 on one thread (kitnn_bench_layers, 3 alternated runs each), lenet5's first
+    // layer (6 filters, 896 columns per image): backward 1.58-1.64 ms -> 0.83-0.87 ms,
+    // forward 0.49-0.52 ms -> 0.25 ms; its second (16 filters, 140 columns) backward
+    // 2.02-2.10 ms -> 3.40-3.65 ms, where the GEMM wins.
     static constexpr Eigen::Index kTapDotFilters = 8;
     struct Plan {
         Eigen::Index chunk, chunks;  // images per chunk, number of chunks
@@ -445,6 +455,9 @@ private:
     static constexpr Eigen::Index kStripCol = Eigen::Index(1) << 18;  // col elements (1 MB float)
     static constexpr Eigen::Index kStripMinCols = 256;
 
+    // Wide layers with few filters compute their products tap by tap over the padded
+    // image, forward (conv_taps) and for dW (add_kernel_grad): see kTapDotFilters.
+    bool tap_products() const { return g_.wide && filters_ <= kTapDotFilters; }
     bool pointwise() const { return kh_ == 1 && kw_ == 1 && stride_ == 1 && g_.pt == 0 && g_.pl == 0; }
 
     struct StripPlan {

@@ -23,6 +23,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <stdexcept>
 #include <utility>
 
 namespace kitnn {
@@ -117,6 +118,29 @@ struct Im2colGeometry {
                     tap_dots(dym + f * ld, xp + (ch * Hp + ki) * Wp, Pc, dW + f * K + (ch * kh + ki) * kw);
     }
 
+    // Wide layout only: the forward product of one image without its col matrix.
+    //   ym[f, j] = sum_r Wk[f, r] * col[r, j],  j < Pc,  r = (ch, ki, kj),  f < F
+    // with col's row r read in place as the run xp_ch[ki*Wp + kj + j] (see
+    // add_kernel_grad, its backward twin). Each block of output columns keeps one
+    // register of partial sums per filter, and every tap's load of xp feeds all F of
+    // them: no im2col copy and no GEMM packing, which for lenet5's first layer (6
+    // filters, 25 taps) cost more than its multiply-adds. Wk is (F, CKK) row-major;
+    // ym's rows are ld apart. F <= 8.
+    template <class T>
+    void conv_taps(const T* xp, const T* Wk, Eigen::Index F, T* ym, Eigen::Index ld) const {
+        switch (F) {
+        case 1: return conv_taps_fixed<1>(xp, Wk, ym, ld);
+        case 2: return conv_taps_fixed<2>(xp, Wk, ym, ld);
+        case 3: return conv_taps_fixed<3>(xp, Wk, ym, ld);
+        case 4: return conv_taps_fixed<4>(xp, Wk, ym, ld);
+        case 5: return conv_taps_fixed<5>(xp, Wk, ym, ld);
+        case 6: return conv_taps_fixed<6>(xp, Wk, ym, ld);
+        case 7: return conv_taps_fixed<7>(xp, Wk, ym, ld);
+        case 8: return conv_taps_fixed<8>(xp, Wk, ym, ld);
+        default: throw std::invalid_argument("Im2colGeometry::conv_taps: at most 8 filters");
+        }
+    }
+
     // dxp: padded_size() values of scratch. Overwrites dx_n.
     template <class T>
     void col2im(const T* dcol, Eigen::Index ld, T* dxn, T* dxp) const {
@@ -175,6 +199,39 @@ struct Im2colGeometry {
     }
 
 private:
+    // conv_taps for F filters known at compile time: F registers of L lanes (one
+    // 64-byte line each) stay live across all CKK taps of a block of L columns.
+    template <int F, class T>
+    void conv_taps_fixed(const T* xp, const T* Wk, T* ym, Eigen::Index ld) const {
+        constexpr int L = 64 / int(sizeof(T));
+        using Lanes = Eigen::Array<T, L, 1>;
+        const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp, K = ckk();
+        // The tap r = (ch, ki, kj) reads xp[at(r) + j].
+        auto at = [&](Eigen::Index ch, int ki, int kj) { return (ch * Hp + ki) * Wp + kj; };
+        Eigen::Index j = 0;
+        for (; j + L <= Pc; j += L) {
+            Lanes acc[F];
+            for (Lanes& a : acc) a.setZero();
+            const T* wr = Wk;  // Wk[f, r] = wr[f * K]: r advances with the taps
+            for (Eigen::Index ch = 0; ch < c; ++ch)
+                for (int ki = 0; ki < kh; ++ki)
+                    for (int kj = 0; kj < kw; ++kj, ++wr) {
+                        const Lanes xv = Eigen::Map<const Lanes>(xp + at(ch, ki, kj) + j);
+                        for (int f = 0; f < F; ++f) acc[f] += wr[f * K] * xv;
+                    }
+            for (int f = 0; f < F; ++f) Eigen::Map<Lanes>(ym + f * ld + j) = acc[f];
+        }
+        for (; j < Pc; ++j)  // the last columns, fewer than L
+            for (int f = 0; f < F; ++f) {
+                T s = 0;
+                const T* wr = Wk + f * K;
+                for (Eigen::Index ch = 0; ch < c; ++ch)
+                    for (int ki = 0; ki < kh; ++ki)
+                        for (int kj = 0; kj < kw; ++kj, ++wr) s += *wr * xp[at(ch, ki, kj) + j];
+                ym[f * ld + j] = s;
+            }
+    }
+
     // out[kj] += sum_{j < n} g[j] * b[kj + j] for kj < kw: the kw taps of one kernel row
     // share every load of g. KW known at compile time keeps the kw x L partial sums in
     // registers (L lanes each, summed at the end); other widths take the plain loop.
