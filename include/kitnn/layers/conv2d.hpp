@@ -176,7 +176,7 @@ public:
             MatMap<T> ym(w.ym.data(), filters_, NP);
             // A 1x1 convolution of one image needs no im2col: col would be a copy of x_n.
             const bool direct = cn == 1 && pointwise();
-            if (!direct && tap_products()) {
+            if (!direct && tap_forward()) {
                 // Few filters: ym straight from the padded images, no col (im2col.hpp).
                 for (Eigen::Index i = 0; i < cn; ++i) {
                     g_.pad_into(x.data() + (n0 + i) * image, w.xp.data());
@@ -360,6 +360,13 @@ private:
     // forward 0.49-0.52 ms -> 0.25 ms; its second (16 filters, 140 columns) backward
     // 2.02-2.10 ms -> 3.40-3.65 ms, where the GEMM wins.
     static constexpr Eigen::Index kTapDotFilters = 8;
+    // Forward, wide layers with up to kTapFilters filters and kTapTaps taps (C*KH*KW)
+    // compute ym tap by tap (Im2colGeometry::conv_taps) instead of im2col + GEMM: the
+    // GEMMs of MNIST-sized layers are too small for Eigen's blocking (measured below).
+    // The tap limit keeps a group's 8 rows of weights in L1 (8 x 512 floats, 16 KB);
+    // larger layers, and all of the ImageNet networks' wide ones, keep the GEMM.
+    static constexpr Eigen::Index kTapFilters = 64;
+    static constexpr Eigen::Index kTapTaps = 512;
     struct Plan {
         Eigen::Index chunk, chunks;  // images per chunk, number of chunks
         int threads;                 // threads running the chunks
@@ -458,6 +465,7 @@ private:
     // Wide layers with few filters compute their products tap by tap over the padded
     // image, forward (conv_taps) and for dW (add_kernel_grad): see kTapDotFilters.
     bool tap_products() const { return g_.wide && filters_ <= kTapDotFilters; }
+    bool tap_forward() const { return g_.wide && filters_ <= kTapFilters && g_.ckk() <= kTapTaps; }
     bool pointwise() const { return kh_ == 1 && kw_ == 1 && stride_ == 1 && g_.pt == 0 && g_.pl == 0; }
 
     struct StripPlan {

@@ -121,23 +121,28 @@ struct Im2colGeometry {
     // Wide layout only: the forward product of one image without its col matrix.
     //   ym[f, j] = sum_r Wk[f, r] * col[r, j],  j < Pc,  r = (ch, ki, kj),  f < F
     // with col's row r read in place as the run xp_ch[ki*Wp + kj + j] (see
-    // add_kernel_grad, its backward twin). Each block of output columns keeps one
-    // register of partial sums per filter, and every tap's load of xp feeds all F of
-    // them: no im2col copy and no GEMM packing, which for lenet5's first layer (6
-    // filters, 25 taps) cost more than its multiply-adds. Wk is (F, CKK) row-major;
-    // ym's rows are ld apart. F <= 8.
+    // add_kernel_grad, its backward twin). Filters go in groups of at most 8; for each
+    // block of output columns a group keeps one register of partial sums per filter,
+    // and every tap's load of xp feeds all of them: no im2col copy and no GEMM packing,
+    // which for lenet5's first layer (6 filters, 25 taps) cost more than its
+    // multiply-adds. Wk is (F, CKK) row-major; ym's rows are ld apart.
     template <class T>
     void conv_taps(const T* xp, const T* Wk, Eigen::Index F, T* ym, Eigen::Index ld) const {
-        switch (F) {
-        case 1: return conv_taps_fixed<1>(xp, Wk, ym, ld);
-        case 2: return conv_taps_fixed<2>(xp, Wk, ym, ld);
-        case 3: return conv_taps_fixed<3>(xp, Wk, ym, ld);
-        case 4: return conv_taps_fixed<4>(xp, Wk, ym, ld);
-        case 5: return conv_taps_fixed<5>(xp, Wk, ym, ld);
-        case 6: return conv_taps_fixed<6>(xp, Wk, ym, ld);
-        case 7: return conv_taps_fixed<7>(xp, Wk, ym, ld);
-        case 8: return conv_taps_fixed<8>(xp, Wk, ym, ld);
-        default: throw std::invalid_argument("Im2colGeometry::conv_taps: at most 8 filters");
+        const Eigen::Index groups = (F + 7) / 8, K = ckk();
+        for (Eigen::Index gi = 0; gi < groups; ++gi) {  // equal groups: 16 = 8 + 8, 12 = 6 + 6
+            const Eigen::Index f0 = F * gi / groups, nf = F * (gi + 1) / groups - f0;
+            const T* w = Wk + f0 * K;
+            T* out = ym + f0 * ld;
+            switch (nf) {
+            case 1: conv_taps_fixed<1>(xp, w, out, ld); break;
+            case 2: conv_taps_fixed<2>(xp, w, out, ld); break;
+            case 3: conv_taps_fixed<3>(xp, w, out, ld); break;
+            case 4: conv_taps_fixed<4>(xp, w, out, ld); break;
+            case 5: conv_taps_fixed<5>(xp, w, out, ld); break;
+            case 6: conv_taps_fixed<6>(xp, w, out, ld); break;
+            case 7: conv_taps_fixed<7>(xp, w, out, ld); break;
+            default: conv_taps_fixed<8>(xp, w, out, ld); break;
+            }
         }
     }
 
@@ -208,8 +213,10 @@ private:
         const Eigen::Index Hp = hp(), Wp = wp(), Pc = oh * Wp, K = ckk();
         // The tap r = (ch, ki, kj) reads xp[at(r) + j].
         auto at = [&](Eigen::Index ch, int ki, int kj) { return (ch * Hp + ki) * Wp + kj; };
-        Eigen::Index j = 0;
-        for (; j + L <= Pc; j += L) {
+        // Blocks of L columns; the last block ends at Pc (it overlaps the one before
+        // and writes some columns twice, with the same values) rather than leaving a
+        // scalar remainder, which cost as much as the vector blocks on short images.
+        const auto block = [&](Eigen::Index j) {
             Lanes acc[F];
             for (Lanes& a : acc) a.setZero();
             const T* wr = Wk;  // Wk[f, r] = wr[f * K]: r advances with the taps
@@ -220,8 +227,13 @@ private:
                         for (int f = 0; f < F; ++f) acc[f] += wr[f * K] * xv;
                     }
             for (int f = 0; f < F; ++f) Eigen::Map<Lanes>(ym + f * ld + j) = acc[f];
+        };
+        if (Pc >= L) {
+            for (Eigen::Index j = 0; j + L <= Pc; j += L) block(j);
+            if (Pc % L) block(Pc - L);
+            return;
         }
-        for (; j < Pc; ++j)  // the last columns, fewer than L
+        for (Eigen::Index j = 0; j < Pc; ++j)  // fewer columns than one block
             for (int f = 0; f < F; ++f) {
                 T s = 0;
                 const T* wr = Wk + f * K;
