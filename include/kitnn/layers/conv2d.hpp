@@ -21,10 +21,12 @@
 //                                  added to the gradients in thread order afterwards
 //   dcol  : (CKK, cn*P) = Wm^T * dym   written over col (dead by then); col2im adds
 //                                  every tap back to its input pixel of dx.
-// Except: wide layers with few filters (<= kTapDotFilters: lenet5's first) build no col
-// at all. Forward, ym comes tap by tap from the padded image (im2col.hpp, conv_taps);
-// backward, dW from dot products over it (add_kernel_grad): a GEMM with 6 rows cost
-// more in packing and im2col copies than in multiply-adds.
+// Except, for the small wide layers of MNIST networks (im2col.hpp reads a tap's row of
+// col in place, as a run of the padded image): forward, layers of at most kTapFilters
+// filters and kTapTaps taps compute ym tap by tap, with no col and no GEMM
+// (conv_taps); backward, layers of at most kTapDotFilters filters (lenet5's first) take
+// dW as dot products over the padded image (add_kernel_grad). For these small products
+// Eigen's packing and the im2col copies cost more than the multiply-adds.
 // Workspaces are members, resized only when the batch size or thread count changes.
 // Two more paths, for the ImageNet-sized networks (never taken by an MNIST layer), are
 // described with their code below: strips of output rows for outputs over 32x32 pixels,
