@@ -241,10 +241,17 @@ const LayoutCase kLayoutCases[] = {
     // Wide layers with <= 8 filters take dW from the padded image (Im2colGeometry::
     // add_kernel_grad: kernel widths 1, 2, 3, 5 and 7 have their own code, the others
     // the plain loop): a 7-wide kernel, and fewer columns (3 x 5) than one block of
-    // lanes; wide layers with more filters keep the GEMM.
+    // lanes; wide layers with more filters keep the GEMM for dW.
     {Shape::image(2, 9, 11), 3, 3, 7, -1, Activation::relu, true, 2},
     {Shape::image(1, 3, 3), 2, 3, 3, -1, Activation::linear, true, 3},
     {Shape::image(2, 8, 8), 12, 3, 3, 1, Activation::linear, true, 2},
+    // Forward, wide layers of <= 64 filters and <= 512 taps compute ym tap by tap
+    // (Im2colGeometry::conv_taps) in groups of <= 8 filters, the last block of columns
+    // overlapping the one before: 20 filters (groups of 6, 7 and 7) over 9 x 12 = 108
+    // columns; 540 taps and 65 filters keep the GEMM.
+    {Shape::image(5, 9, 10), 20, 3, 3, -1, Activation::relu, true, 2},
+    {Shape::image(60, 4, 4), 3, 3, 3, -1, Activation::linear, true, 2},
+    {Shape::image(2, 6, 6), 65, 3, 3, 1, Activation::linear, false, 2},
 };
 
 std::unique_ptr<Conv2D<double>> make_conv(const LayoutCase& c, Im2col layout) {

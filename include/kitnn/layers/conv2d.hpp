@@ -179,7 +179,7 @@ public:
             // A 1x1 convolution of one image needs no im2col: col would be a copy of x_n.
             const bool direct = cn == 1 && pointwise();
             if (!direct && tap_forward()) {
-                // Few filters: ym straight from the padded images, no col (im2col.hpp).
+                // Small layers: ym straight from the padded images, no col (conv_taps).
                 for (Eigen::Index i = 0; i < cn; ++i) {
                     g_.pad_into(x.data() + (n0 + i) * image, w.xp.data());
                     g_.conv_taps(w.xp.data(), Wm.data(), filters_, ym.data() + i * Pc, NP);
@@ -355,18 +355,19 @@ private:
     static constexpr Eigen::Index kChunkMinCols = 512;
     // Up to this many kernel weights (F * CKK), dW is computed as dot products.
     static constexpr Eigen::Index kDirectDW = 64;
-    // Wide layers with up to this many filters compute ym and dW from the padded image
-    // (Im2colGeometry::conv_taps and add_kernel_grad), without im2col. Measured at batch
-    // 100 on one thread (kitnn_bench_layers, 3 alternated runs each), lenet5's first
-    // layer (6 filters, 896 columns per image): backward 1.58-1.64 ms -> 0.83-0.87 ms,
-    // forward 0.49-0.52 ms -> 0.25 ms; its second (16 filters, 140 columns) backward
-    // 2.02-2.10 ms -> 3.40-3.65 ms, where the GEMM wins.
+    // Wide layers with up to this many filters compute dW from the padded image
+    // (Im2colGeometry::add_kernel_grad), without im2col in backward. Measured at batch
+    // 100 on one thread (kitnn_bench_layers, 3 alternated runs each): lenet5's first
+    // layer (6 filters, 896 columns per image) 1.58-1.64 ms -> 0.83-0.87 ms; its second
+    // (16 filters, 140 columns) 2.02-2.10 ms -> 3.40-3.65 ms, where the GEMM wins.
     static constexpr Eigen::Index kTapDotFilters = 8;
     // Forward, wide layers with up to kTapFilters filters and kTapTaps taps (C*KH*KW)
-    // compute ym tap by tap (Im2colGeometry::conv_taps) instead of im2col + GEMM: the
-    // GEMMs of MNIST-sized layers are too small for Eigen's blocking (measured below).
-    // The tap limit keeps a group's 8 rows of weights in L1 (8 x 512 floats, 16 KB);
-    // larger layers, and all of the ImageNet networks' wide ones, keep the GEMM.
+    // compute ym tap by tap (Im2colGeometry::conv_taps) instead of im2col + GEMM: these
+    // GEMMs are too small for Eigen's blocking. Same benchmark, 2-3 alternated runs:
+    // lenet5's layers 0.49-0.54 ms -> 0.25 ms and 0.84-0.89 -> 0.50-0.53 ms, `best`'s
+    // 3x3 layers -4 % and -14 %. The tap limit keeps a group's 8 rows of weights in L1
+    // (8 x 512 floats, 16 KB); larger layers, and all of the ImageNet networks' wide
+    // ones (192 filters and more), keep the GEMM.
     static constexpr Eigen::Index kTapFilters = 64;
     static constexpr Eigen::Index kTapTaps = 512;
     struct Plan {
@@ -464,8 +465,8 @@ private:
     static constexpr Eigen::Index kStripCol = Eigen::Index(1) << 18;  // col elements (1 MB float)
     static constexpr Eigen::Index kStripMinCols = 256;
 
-    // Wide layers with few filters compute their products tap by tap over the padded
-    // image, forward (conv_taps) and for dW (add_kernel_grad): see kTapDotFilters.
+    // The tap-by-tap paths over the padded image (im2col.hpp): dW (add_kernel_grad) and
+    // the forward product (conv_taps), each for the wide layers its limits admit.
     bool tap_products() const { return g_.wide && filters_ <= kTapDotFilters; }
     bool tap_forward() const { return g_.wide && filters_ <= kTapFilters && g_.ckk() <= kTapTaps; }
     bool pointwise() const { return kh_ == 1 && kw_ == 1 && stride_ == 1 && g_.pt == 0 && g_.pl == 0; }

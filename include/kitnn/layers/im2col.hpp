@@ -23,7 +23,6 @@
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <stdexcept>
 #include <utility>
 
 namespace kitnn {
