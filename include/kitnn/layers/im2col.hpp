@@ -127,8 +127,8 @@ struct Im2colGeometry {
     // multiply-adds. Wk is (F, CKK) row-major; ym's rows are ld apart.
     template <class T>
     void conv_taps(const T* xp, const T* Wk, Eigen::Index F, T* ym, Eigen::Index ld) const {
-        const Eigen::Index groups = (F + 7) / 8, K = ckk();
-        for (Eigen::Index gi = 0; gi < groups; ++gi) {  // equal groups: 16 = 8 + 8, 12 = 6 + 6
+        const Eigen::Index groups = (F + tap_group<T>() - 1) / tap_group<T>(), K = ckk();
+        for (Eigen::Index gi = 0; gi < groups; ++gi) {  // equal groups (AVX-512): 16 = 8 + 8, 12 = 6 + 6
             const Eigen::Index f0 = F * gi / groups, nf = F * (gi + 1) / groups - f0;
             const T* w = Wk + f0 * K;
             T* out = ym + f0 * ld;
@@ -203,8 +203,18 @@ struct Im2colGeometry {
     }
 
 private:
-    // conv_taps for F filters known at compile time: F registers of L lanes (one
-    // 64-byte line each) stay live across all CKK taps of a block of L columns.
+    // Filters per group of conv_taps: as many as leave their partial sums (one 64-byte
+    // line each: one AVX-512 register, two AVX ones, four SSE/NEON ones), the tap's load
+    // and the broadcast weight in the vector registers without spilling: 8 with AVX-512,
+    // 6 with AVX2 or 64-bit NEON, 2 with SSE only. (Built with -mavx2, groups of 8 spilled:
+    // lenet5's second layer 1,039-1,058 us against 687-707 us with groups of 6.)
+    template <class T>
+    static constexpr int tap_group() {
+        constexpr int regs_per_line = std::max(1, 64 / int(sizeof(T) * Eigen::internal::packet_traits<T>::size));
+        return std::clamp(EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS / regs_per_line - 2, 1, 8);
+    }
+    // conv_taps for F filters known at compile time: F lines of L lanes (one 64-byte
+    // line each) stay in registers across all CKK taps of a block of L columns.
     template <int F, class T>
     void conv_taps_fixed(const T* xp, const T* Wk, T* ym, Eigen::Index ld) const {
         constexpr int L = 64 / int(sizeof(T));
