@@ -120,8 +120,8 @@ struct Im2colGeometry {
     // Wide layout only: the forward product of one image without its col matrix.
     //   ym[f, j] = sum_r Wk[f, r] * col[r, j],  j < Pc,  r = (ch, ki, kj),  f < F
     // with col's row r read in place as the run xp_ch[ki*Wp + kj + j] (see
-    // add_kernel_grad, its backward twin). Filters go in groups of at most 8; for each
-    // block of output columns a group keeps one register of partial sums per filter,
+    // add_kernel_grad, its backward twin). Filters go in groups (tap_group: at most 8);
+    // for each block of output columns a group keeps its partial sums in registers,
     // and every tap's load of xp feeds all of them: no im2col copy and no GEMM packing,
     // which for lenet5's first layer (6 filters, 25 taps) cost more than its
     // multiply-adds. Wk is (F, CKK) row-major; ym's rows are ld apart.
