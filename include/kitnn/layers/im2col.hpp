@@ -211,7 +211,8 @@ private:
     template <class T>
     static constexpr int tap_group() {
         constexpr int regs_per_line = std::max(1, 64 / int(sizeof(T) * Eigen::internal::packet_traits<T>::size));
-        return std::clamp(EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS / regs_per_line - 2, 1, 8);
+        // (an int: without AVX, Eigen defines the register count as 2*sizeof(void*))
+        return std::clamp(int(EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS) / regs_per_line - 2, 1, 8);
     }
     // conv_taps for F filters known at compile time: F lines of L lanes (one 64-byte
     // line each) stay in registers across all CKK taps of a block of L columns.
