@@ -19,7 +19,8 @@
 // --repeats; GFLOP/s = 2 * multiply-adds / time (backward: twice that with the input
 // gradient); "% GEMM" divides by the rate of Eigen's own 1024x1024x1024 float GEMM
 // measured in the same run on the same threads (the ceiling of a convolution built on
-// that GEMM). Then the forward time of every leaf layer summed by type, against the
+// that GEMM; with AVX-512 the rate of kitnn's own GEMM, core/gemm.hpp, is printed beside
+// it: the strips and one-image forward products run on it, so they can pass 100 %). Then the forward time of every leaf layer summed by type, against the
 // whole model's forward.
 #include <kitnn/kitnn.hpp>
 #include <kitnn/zoo_imagenet.hpp>
@@ -80,6 +81,27 @@ double gemm_gflops() {
     const Timing t = time_it(5, [&] { c.noalias() = a * b; });
     if (!std::isfinite(c(0, 0))) throw std::runtime_error("GEMM reference gave a non-finite value");
     return 2.0 * double(n) * n * n / (t.median_ms * 1e6);
+}
+
+// kitnn's own float GEMM (core/gemm.hpp; AVX-512 builds only), the same 1024^3 product with
+// its columns split across the threads, each thread one single-threaded call (as the
+// strips of a large convolution run it): GFLOP/s (median of 5), or 0 when not built.
+double own_gemm_gflops(int threads) {
+    if constexpr (!gemm::available<float>()) {
+        (void)threads;
+        return 0;
+    } else {
+        const Eigen::Index n = 1024;
+        Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
+        const Timing t = time_it(5, [&] {
+            parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
+                const Eigen::Index j0 = n * k / threads, j1 = n * (k + 1) / threads;
+                gemm::multiply<float>(n, j1 - j0, n, a.data(), n, b.data() + j0 * n, n, c.data() + j0 * n, n);
+            });
+        });
+        if (!std::isfinite(c(0, 0))) throw std::runtime_error("kitnn's GEMM gave a non-finite value");
+        return 2.0 * double(n) * n * n / (t.median_ms * 1e6);
+    }
 }
 
 std::string fixed(double v, int decimals) {
@@ -158,7 +180,11 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
     for (size_t i = 0; i < m.size(); ++i) force_im2col(m.layer(i), im2col);
     Tensor<float> x = random_input(m, batch, seed);
     const double gemm = gemm_gflops();
-    std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n\n", threads, gemm);
+    std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n", threads, gemm);
+    if (const double own = own_gemm_gflops(threads); own > 0)
+        std::printf("kitnn GEMM (core/gemm.hpp, the forward of strips and of one image) 1024^3 float, "
+                    "%d thread(s): %.1f GFLOP/s\n", threads, own);
+    std::printf("\n");
     if (markdown)
         std::printf("| layer | input -> output | K x N per image | layout | forward ms | GFLOP/s | %% GEMM "
                     "| backward ms | GFLOP/s | %% GEMM |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: "

@@ -1,0 +1,118 @@
+// kitnn's own float GEMM (core/gemm.hpp): against a double product on shapes that hit
+// every edge of its blocking, and Conv2D<float>'s two paths that use it (strips of large
+// images, one image split across threads) against Conv2D<double> with the same weights.
+#include "kitnn/core/gemm.hpp"
+#include "kitnn/core/parallel.hpp"
+#include "kitnn/layers/conv2d.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace kitnn;
+
+#if defined(__AVX512F__)
+TEST_CASE("gemm::multiply equals a double product on every edge of its blocking", "[gemm]") {
+    STATIC_REQUIRE(gemm::available<float>());
+    STATIC_REQUIRE_FALSE(gemm::available<double>());
+    std::mt19937 gen(7);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    // M around the 32-row tile and the 256-row block, N around the 12-column tile,
+    // K around the 256-deep slice (27 = VGG-16's first layer); leading dimensions
+    // larger than the rows, and C's padding rows must stay untouched.
+    const std::int64_t Ms[] = {1, 31, 32, 33, 255, 257, 300};
+    const std::int64_t Ns[] = {1, 11, 12, 13, 64};
+    const std::int64_t Ks[] = {1, 27, 256, 257, 600};
+    for (std::int64_t M : Ms)
+        for (std::int64_t N : Ns)
+            for (std::int64_t K : Ks) {
+                INFO("M " << M << ", N " << N << ", K " << K);
+                const std::int64_t lda = M + 3, ldb = K + 1, ldc = M + 5;
+                std::vector<float> A(size_t(lda * K)), B(size_t(ldb * N)), C(size_t(ldc * N), 42.0f);
+                for (auto& v : A) v = u(gen);
+                for (auto& v : B) v = u(gen);
+                gemm::multiply<float>(M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc);
+                double worst = 0;
+                bool padding_kept = true;
+                for (std::int64_t j = 0; j < N; ++j) {
+                    for (std::int64_t i = 0; i < M; ++i) {
+                        double ref = 0;
+                        for (std::int64_t k = 0; k < K; ++k) ref += double(A[size_t(k * lda + i)]) * B[size_t(j * ldb + k)];
+                        worst = std::max(worst, std::abs(ref - C[size_t(j * ldc + i)]));
+                    }
+                    for (std::int64_t i = M; i < ldc; ++i) padding_kept &= C[size_t(j * ldc + i)] == 42.0f;
+                }
+                // float sums of K products of numbers below 1: error ~ K * 2^-24 * sqrt(K)
+                CHECK(worst <= 1e-6 * double(K) + 1e-6);
+                CHECK(padding_kept);
+            }
+    // K = 0: C = 0 (an empty sum), M = 0 or N = 0: nothing written.
+    std::vector<float> C(8, 5.0f);
+    gemm::multiply<float>(4, 2, 0, nullptr, 4, nullptr, 1, C.data(), 4);
+    for (float v : C) CHECK(v == 0.0f);
+    gemm::multiply<float>(0, 2, 3, nullptr, 1, nullptr, 3, C.data(), 1);
+    for (float v : C) CHECK(v == 0.0f);
+}
+#endif
+
+namespace {
+// Conv2D<float> forward against Conv2D<double> with the float layer's weights (cast),
+// on the same input: they differ only in the float rounding of the product.
+void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Activation act, Shape in,
+                      Eigen::Index batch, bool strips) {
+    Rng rng(3);
+    Conv2D<float> cf(f, k, act, pad, stride);
+    cf.build(in, rng);
+    Conv2D<double> cd(f, k, act, pad, stride);
+    cd.build(in, rng);
+    REQUIRE(cf.strips() == strips);
+    for (Eigen::Index i = 0; i < cf.kernel().value.size(); ++i) cd.kernel().value.data()[i] = cf.kernel().value.data()[i];
+    for (Eigen::Index i = 0; i < cf.bias().value.size(); ++i) {
+        cf.bias().value.data()[i] = 0.01f * float(i % 7) - 0.03f;  // a real bias, added after the product
+        cd.bias().value.data()[i] = cf.bias().value.data()[i];
+    }
+    Tensor<float> xf(batch, in.c(), in.h(), in.w()), yf;
+    xf.setRandom();
+    Tensor<double> xd = xf.cast<double>(), yd;
+    cf.forward(xf, yf, false);
+    cd.forward(xd, yd, false);
+    REQUIRE(yf.size() == yd.size());
+    double worst = 0, scale = 0;
+    for (Eigen::Index i = 0; i < yd.size(); ++i) {
+        worst = std::max(worst, std::abs(double(yf.data()[i]) - yd.data()[i]));
+        scale = std::max(scale, std::abs(yd.data()[i]));
+    }
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-5 * std::max(1.0, scale));
+}
+}  // namespace
+
+TEST_CASE("Conv2D<float> strips and one-image paths (kitnn's GEMM with AVX-512) match double",
+          "[gemm][conv2d]") {
+    struct Restore {
+        int n = max_threads();
+        ~Restore() { set_threads(n); }
+    } restore;
+    const auto S = Padding::same, V = Padding::valid;
+    const auto R = Activation::relu, L = Activation::linear;
+    for (int threads : {1, 2, 3}) {
+        set_threads(threads);
+        INFO(threads << " thread(s)");
+        // Strips (outputs over 32x32): VGG-like 3x3 same with 70 filters (5 full column
+        // tiles and an edge), the first layer's 27 taps, a 1x1 that reads x in place,
+        // stride 2; at batch 1 and 2.
+        for (Eigen::Index n : {1, 2}) {
+            check_float_conv(70, {3, 3}, S, 1, R, Shape::image(16, 40, 36), n, true);
+            check_float_conv(64, {3, 3}, S, 1, R, Shape::image(3, 48, 48), n, true);
+            check_float_conv(13, {1, 1}, V, 1, L, Shape::image(300, 34, 34), n, true);
+            check_float_conv(24, {3, 3}, V, 2, R, Shape::image(8, 75, 75), n, true);
+        }
+        // One image split across threads (17x17 and 8x8 layers, >= 2^21 multiply-adds):
+        // 1x1 reading x, 1x7 in the wide layout, 3x3 with 600 taps (K past one slice).
+        check_float_conv(200, {1, 1}, V, 1, R, Shape::image(384, 17, 17), 1, false);
+        check_float_conv(96, {1, 7}, S, 1, L, Shape::image(64, 17, 17), 1, false);
+        check_float_conv(100, {3, 3}, S, 1, R, Shape::image(300, 8, 8), 1, false);
+    }
+}
