@@ -1,6 +1,7 @@
 // kitnn's own float GEMM (core/gemm.hpp): against a double product on shapes that hit
-// every edge of its blocking, and Conv2D<float>'s two paths that use it (strips of large
-// images, one image split across threads) against Conv2D<double> with the same weights.
+// every edge of its blocking, in every storage it takes, and Conv2D<float>'s two paths
+// that use it (strips of large images, forward and backward; one image split across
+// threads, forward) against Conv2D<double> with the same weights.
 #include "kitnn/core/gemm.hpp"
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/conv2d.hpp"
@@ -25,31 +26,43 @@ TEST_CASE("gemm::multiply equals a double product on every edge of its blocking"
     const std::int64_t Ms[] = {1, 31, 32, 33, 255, 257, 300};
     const std::int64_t Ns[] = {1, 11, 12, 13, 64};
     const std::int64_t Ks[] = {1, 27, 256, 257, 600};
-    for (std::int64_t M : Ms)
-        for (std::int64_t N : Ns)
-            for (std::int64_t K : Ks) {
-                INFO("M " << M << ", N " << N << ", K " << K);
-                const std::int64_t lda = M + 3, ldb = K + 1, ldc = M + 5;
-                std::vector<float> A(size_t(lda * K)), B(size_t(ldb * N)), C(size_t(ldc * N), 42.0f);
-                for (auto& v : A) v = u(gen);
-                for (auto& v : B) v = u(gen);
-                gemm::multiply<float>(M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc);
-                double worst = 0;
-                bool padding_kept = true;
-                for (std::int64_t j = 0; j < N; ++j) {
-                    for (std::int64_t i = 0; i < M; ++i) {
-                        double ref = 0;
-                        for (std::int64_t k = 0; k < K; ++k) ref += double(A[size_t(k * lda + i)]) * B[size_t(j * ldb + k)];
-                        worst = std::max(worst, std::abs(ref - C[size_t(j * ldc + i)]));
+    // Every storage of A and B (column- or row-major) and C = or +=, each on all shapes.
+    for (int variant = 0; variant < 8; ++variant) {
+        const gemm::Ops ops{(variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0};
+        for (std::int64_t M : Ms)
+            for (std::int64_t N : Ns)
+                for (std::int64_t K : Ks) {
+                    INFO("M " << M << ", N " << N << ", K " << K << ", A " << (ops.a_rows ? "rows" : "cols")
+                              << ", B " << (ops.b_rows ? "rows" : "cols") << (ops.add ? ", C +=" : ", C ="));
+                    const std::int64_t lda = (ops.a_rows ? K : M) + 3, ldb = (ops.b_rows ? N : K) + 1, ldc = M + 5;
+                    std::vector<float> A(size_t(lda * (ops.a_rows ? M : K))), B(size_t(ldb * (ops.b_rows ? K : N)));
+                    std::vector<float> C(size_t(ldc * N));
+                    for (auto& v : A) v = u(gen);
+                    for (auto& v : B) v = u(gen);
+                    for (auto& v : C) v = u(gen);
+                    const std::vector<float> C0 = C;
+                    const auto a = [&](std::int64_t i, std::int64_t k) { return double(A[size_t(ops.a_rows ? i * lda + k : k * lda + i)]); };
+                    const auto b = [&](std::int64_t k, std::int64_t j) { return double(B[size_t(ops.b_rows ? k * ldb + j : j * ldb + k)]); };
+                    gemm::multiply<float>(M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, ops);
+                    double worst = 0;
+                    bool padding_kept = true;
+                    for (std::int64_t j = 0; j < N; ++j) {
+                        for (std::int64_t i = 0; i < M; ++i) {
+                            double ref = ops.add ? double(C0[size_t(j * ldc + i)]) : 0.0;
+                            for (std::int64_t k = 0; k < K; ++k) ref += a(i, k) * b(k, j);
+                            worst = std::max(worst, std::abs(ref - C[size_t(j * ldc + i)]));
+                        }
+                        for (std::int64_t i = M; i < ldc; ++i) padding_kept &= C[size_t(j * ldc + i)] == C0[size_t(j * ldc + i)];
                     }
-                    for (std::int64_t i = M; i < ldc; ++i) padding_kept &= C[size_t(j * ldc + i)] == 42.0f;
+                    // float sums of K products of numbers below 1: error ~ K * 2^-24 * sqrt(K)
+                    CHECK(worst <= 1e-6 * double(K) + 1e-6);
+                    CHECK(padding_kept);
                 }
-                // float sums of K products of numbers below 1: error ~ K * 2^-24 * sqrt(K)
-                CHECK(worst <= 1e-6 * double(K) + 1e-6);
-                CHECK(padding_kept);
-            }
-    // K = 0: C = 0 (an empty sum), M = 0 or N = 0: nothing written.
+    }
+    // K = 0: C = 0 (an empty sum), or C unchanged with +=; M = 0 or N = 0: nothing written.
     std::vector<float> C(8, 5.0f);
+    gemm::multiply<float>(4, 2, 0, nullptr, 4, nullptr, 1, C.data(), 4, gemm::Ops{false, false, true});
+    for (float v : C) CHECK(v == 5.0f);
     gemm::multiply<float>(4, 2, 0, nullptr, 4, nullptr, 1, C.data(), 4);
     for (float v : C) CHECK(v == 0.0f);
     gemm::multiply<float>(0, 2, 3, nullptr, 1, nullptr, 3, C.data(), 1);
@@ -86,10 +99,31 @@ void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Acti
     }
     CHECK(scale > 0);
     CHECK(worst <= 1e-5 * std::max(1.0, scale));
+    // Backward (the strips path's dW and dx products): the same gradient in, the kernel
+    // gradient and dx compared the same way.
+    Tensor<float> dyf(yf.dimensions()), dxf;
+    dyf.setRandom();
+    Tensor<double> dyd = dyf.cast<double>(), dxd;
+    cf.kernel().grad.setZero();
+    cd.kernel().grad.setZero();
+    cf.backward(xf, yf, dyf, &dxf);
+    cd.backward(xd, yd, dyd, &dxd);
+    const auto compare = [](const auto& got, const auto& want, const char* what) {
+        double w = 0, sc = 0;
+        for (Eigen::Index i = 0; i < want.size(); ++i) {
+            w = std::max(w, std::abs(double(got.data()[i]) - double(want.data()[i])));
+            sc = std::max(sc, std::abs(double(want.data()[i])));
+        }
+        INFO(what);
+        CHECK(sc > 0);
+        CHECK(w <= 1e-5 * std::max(1.0, sc));
+    };
+    compare(cf.kernel().grad, cd.kernel().grad, "kernel gradient");
+    compare(dxf, dxd, "dx");
 }
 }  // namespace
 
-TEST_CASE("Conv2D<float> strips and one-image paths (kitnn's GEMM with AVX-512) match double",
+TEST_CASE("Conv2D<float> strips and one-image paths (kitnn's GEMM with AVX-512) match double, forward and backward",
           "[gemm][conv2d]") {
     struct Restore {
         int n = max_threads();

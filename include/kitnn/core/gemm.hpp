@@ -5,7 +5,9 @@
 //
 // In Conv2D's terms (a row-major (F, CKK) kernel times a row-major (CKK, S) im2col, into a
 // row-major (F, S) output) the same product reads, column-major: M = S output pixels,
-// K = CKK taps, N = F filters; A = col, B = the kernel, C = the output block.
+// K = CKK taps, N = F filters; A = col, B = the kernel, C = the output block. Backward
+// (strips) uses the other storages (Ops): dcol^T = dym^T Wm with B row-major, and
+// dW^T += col dym^T with A row-major and C added to.
 //
 // Why our own: on Zen 4 (this project's machine since 2026-12-02) a 512-bit FMA issues
 // once per cycle, and Eigen's kernel reaches about 70 % of that peak (81 of 116 GFLOP/s
@@ -36,6 +38,15 @@
 
 namespace kitnn {
 namespace gemm {
+
+// How A and B are stored, and whether C is added to. Column-major is the default; "rows"
+// means row-major: A(i, k) at A[i * lda + k], B(k, j) at B[k * ldb + j]. Conv2D's backward
+// needs both: dcol = Wm^T dym reads the kernel row-major, dW += dym col^T reads col so.
+struct Ops {
+    bool a_rows = false;
+    bool b_rows = false;
+    bool add = false;  // C += A * B instead of C = A * B
+};
 
 template <class T>
 constexpr bool available() {
@@ -73,6 +84,20 @@ inline void pack_a(const float* A, std::int64_t lda, std::int64_t mc, std::int64
     }
 }
 
+// The same panels from a row-major A (A(i, k) at A[i * lda + k]): a transpose.
+inline void pack_a_rows(const float* A, std::int64_t lda, std::int64_t mc, std::int64_t kc, float* Ap) {
+    for (std::int64_t i = 0; i < mc; i += MR) {
+        const std::int64_t mr = std::min<std::int64_t>(MR, mc - i);
+        float* dst = Ap + i * kc;
+        for (std::int64_t r = 0; r < mr; ++r) {
+            const float* src = A + (i + r) * lda;
+            for (std::int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+        }
+        for (std::int64_t r = mr; r < MR; ++r)
+            for (std::int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
+    }
+}
+
 // Rows [0, kc) x columns [0, n) of B (column-major, ldb) into NR-column panels,
 // k-major: panel q holds, for each k, columns q*NR .. q*NR+NR-1 (zeros past n).
 inline void pack_b(const float* B, std::int64_t ldb, std::int64_t kc, std::int64_t n, float* Bp) {
@@ -85,6 +110,20 @@ inline void pack_b(const float* B, std::int64_t ldb, std::int64_t kc, std::int64
         }
         for (std::int64_t c = nr; c < NR; ++c)
             for (std::int64_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
+    }
+}
+
+// The same panels from a row-major B (B(k, j) at B[k * ldb + j]): NR values per k, in place.
+inline void pack_b_rows(const float* B, std::int64_t ldb, std::int64_t kc, std::int64_t n, float* Bp) {
+    for (std::int64_t j = 0; j < n; j += NR) {
+        const std::int64_t nr = std::min<std::int64_t>(NR, n - j);
+        float* dst = Bp + j * kc;
+        for (std::int64_t k = 0; k < kc; ++k) {
+            const float* src = B + k * ldb + j;
+            std::int64_t c = 0;
+            for (; c < nr; ++c) dst[k * NR + c] = src[c];
+            for (; c < NR; ++c) dst[k * NR + c] = 0.0f;
+        }
     }
 }
 
@@ -131,17 +170,19 @@ inline std::vector<float>& buffer(int which) {
 }  // namespace detail
 #endif
 
-// C = A * B on the calling thread (M, N, K >= 0; leading dimensions >= the rows).
+// C = A * B (or C += A * B with ops.add) on the calling thread (M, N, K >= 0; leading
+// dimensions >= the rows of a column-major matrix, the columns of a row-major one).
 // Only when available<T>(); callers use Eigen otherwise.
 template <class T>
 void multiply(std::int64_t M, std::int64_t N, std::int64_t K, const T* A, std::int64_t lda, const T* B,
-              std::int64_t ldb, T* C, std::int64_t ldc) {
+              std::int64_t ldb, T* C, std::int64_t ldc, Ops ops = {}) {
     static_assert(available<T>(), "kitnn::gemm::multiply needs float and AVX-512 (see available<T>())");
 #if defined(__AVX512F__)
     using namespace detail;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        for (std::int64_t j = 0; j < N; ++j) std::fill(C + j * ldc, C + j * ldc + M, 0.0f);
+    if (K <= 0) {  // an empty sum
+        if (!ops.add)
+            for (std::int64_t j = 0; j < N; ++j) std::fill(C + j * ldc, C + j * ldc + M, 0.0f);
         return;
     }
     const std::int64_t npad = (N + NR - 1) / NR * NR;
@@ -151,19 +192,22 @@ void multiply(std::int64_t M, std::int64_t N, std::int64_t K, const T* A, std::i
     if (Bp.size() < size_t(KC * npad)) Bp.resize(size_t(KC * npad));
     for (std::int64_t pc = 0; pc < K; pc += KC) {
         const std::int64_t kc = std::min(KC, K - pc);
-        pack_b(B + pc, ldb, kc, N, Bp.data());  // all of N: F <= a few thousand filters
+        // All of N at once: N is the filters (or the taps in dcol), at most a few thousand.
+        if (ops.b_rows) pack_b_rows(B + pc * ldb, ldb, kc, N, Bp.data());
+        else pack_b(B + pc, ldb, kc, N, Bp.data());
         for (std::int64_t ic = 0; ic < M; ic += MC) {
             const std::int64_t mc = std::min(MC, M - ic);
-            pack_a(A + pc * lda + ic, lda, mc, kc, Ap.data());
+            if (ops.a_rows) pack_a_rows(A + ic * lda + pc, lda, mc, kc, Ap.data());
+            else pack_a(A + pc * lda + ic, lda, mc, kc, Ap.data());
             for (std::int64_t jr = 0; jr < N; jr += NR)
                 for (std::int64_t ir = 0; ir < mc; ir += MR)
                     micro_kernel(kc, Ap.data() + ir * kc, Bp.data() + jr * kc, C + jr * ldc + ic + ir, ldc,
                                  int(std::min<std::int64_t>(MR, mc - ir)), int(std::min<std::int64_t>(NR, N - jr)),
-                                 pc > 0);
+                                 pc > 0 || ops.add);
         }
     }
 #else
-    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
+    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc, (void)ops;
 #endif
 }
 

@@ -31,10 +31,11 @@
 // Two more paths, for the ImageNet-sized networks (never taken in MNIST training), are
 // described with their code below: strips of output rows for outputs over 32x32 pixels,
 // and one image split across the threads by channels and filters (forward, batch 1).
-// Their forward products run on kitnn's own GEMM (core/gemm.hpp) when built with
-// AVX-512: 6-24 % faster than Eigen's on this project's Zen 4 (docs/performance.md).
-// The chunk path keeps Eigen's product: MNIST training goes through it, and its models'
-// documented accuracies are those of Eigen's rounding.
+// Their forward products, and the backward products of strips, run on kitnn's own GEMM
+// (core/gemm.hpp) when built with AVX-512: up to a quarter faster than Eigen's on this
+// project's Zen 4 (docs/performance.md). The chunk path keeps Eigen's product: MNIST
+// training goes through it, and its models' documented accuracies are those of Eigen's
+// rounding.
 //
 // Layouts of col (Im2col, chosen per layer when it is built; both tested to agree):
 // `rows` (P = OH*OW columns per image) and `wide` (stride 1: Wp = OW + KW - 1 columns
@@ -472,6 +473,10 @@ private:
     static constexpr Eigen::Index kStripPixels = 1024;    // > 32x32 outputs: MNIST never
     static constexpr Eigen::Index kStripCol = Eigen::Index(1) << 18;  // col elements (1 MB float)
     static constexpr Eigen::Index kStripMinCols = 256;
+    // dW on kitnn's GEMM from this many taps: its packing transposes col one float at a
+    // time, which for VGG-16's first layer (27 taps) cost more than the product saved
+    // (backward 3.1-3.5 ms on Eigen, 5.1-5.6 ms on ours; from 576 taps ours is faster).
+    static constexpr Eigen::Index kOwnGemmMinTaps = 64;
 
     // The tap-by-tap paths over the padded image (im2col.hpp): dW (add_kernel_grad) and
     // the forward product (conv_taps), each for the wide layers its limits admit.
@@ -578,22 +583,33 @@ private:
                     else
                         std::copy(g, g + S, d);
                 }
-                if (direct) {
-                    ConstStridedMap xs(x.data() + n * image + o0 * OW, ckk, S, Stride(P, 1));
-                    w.dW.noalias() += dym * xs.transpose();
+                if (!direct) g_.im2col_rows(x.data() + n * image, col.data(), S, o0, o1);
+                const T* cin = direct ? x.data() + n * image + o0 * OW : col.data();  // (CKK, S)
+                const Eigen::Index ld = direct ? P : S;                              // its row stride
+                if (gemm::available<T>() && ckk >= kOwnGemmMinTaps) {
+                    // dW^T (CKK, F) += col (CKK, S, row-major) * dym^T (S, F), column-major terms
+                    if constexpr (gemm::available<T>())
+                        gemm::multiply<T>(ckk, filters_, S, cin, ld, dym.data(), S, w.dW.data(), ckk,
+                                          gemm::Ops{true, false, true});
+                } else if (direct) {
+                    w.dW.noalias() += dym * ConstStridedMap(cin, ckk, S, Stride(P, 1)).transpose();
                 } else {
-                    g_.im2col_rows(x.data() + n * image, col.data(), S, o0, o1);
                     w.dW.noalias() += dym * col.transpose();
                 }
                 if (use_bias_) w.db += dym.rowwise().sum();
                 if (!dx) return;
-                if (direct) {
-                    StridedMap dxs(dx->data() + n * image + o0 * OW, ckk, S, Stride(P, 1));
-                    dxs.noalias() = Wm.transpose() * dym;  // 1x1: dcol is dx itself
+                // dcol (CKK, S) = Wm^T dym, over the dead col; for 1x1 it is dx itself.
+                T* dcol = direct ? dx->data() + n * image + o0 * OW : col.data();
+                if constexpr (gemm::available<T>()) {
+                    // dcol^T (S, CKK) = dym^T (S, F) * Wm (F, CKK, row-major), column-major terms
+                    gemm::multiply<T>(S, ckk, filters_, dym.data(), S, Wm.data(), ckk, dcol, ld,
+                                      gemm::Ops{false, true, false});
+                } else if (direct) {
+                    StridedMap(dcol, ckk, S, Stride(P, 1)).noalias() = Wm.transpose() * dym;
                 } else {
-                    col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
-                    g_.col2im_rows_add(col.data(), S, dx->data() + n * image, o0, o1);
+                    col.noalias() = Wm.transpose() * dym;
                 }
+                if (!direct) g_.col2im_rows_add(col.data(), S, dx->data() + n * image, o0, o1);
             });
         }
         MatMap<T> dW(kernel_.grad.data(), filters_, ckk);
