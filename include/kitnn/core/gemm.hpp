@@ -11,7 +11,8 @@
 //
 // Why our own: on Zen 4 (this project's machine since 2026-12-02) a 512-bit FMA issues
 // once per cycle, and Eigen's kernel reaches about 70 % of that peak (81 of 116 GFLOP/s
-// on one core); this one 80–85 % on the VGG-16 shapes (docs/performance.md). Scheme
+// on one core); this one 83 % on 1024^3 and 59–83 % on the VGG-16 shapes, 0.98–1.24x
+// Eigen's (docs/performance.md). Scheme
 // (BLIS's): for each KC-deep slice of K, the slice of B is packed into NR-column panels
 // (k-major, so one micro-step reads NR consecutive values), each MC-row block of A into
 // MR-row panels; the micro-kernel keeps a MR x NR tile of C in 24 zmm registers:
@@ -21,7 +22,7 @@
 // bits (tests compare both within float tolerance); one call always gives the same bits.
 //
 // Only with AVX-512 (-march=native on such a CPU) and only for float; `available<T>()`
-// says whether gemm() runs this kernel. Callers keep Eigen's expression otherwise, so
+// says whether multiply() can run. Callers keep Eigen's expression otherwise, so
 // builds without AVX-512 compute exactly what they did before.
 #pragma once
 
@@ -162,7 +163,8 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict Ap, const floa
         for (int i = 0; i < mr; ++i) C[j * ldc + i] = (add ? C[j * ldc + i] : 0.0f) + tile[j][i];
 }
 
-// The calling thread's packing buffers, kept between calls (no allocation in steady state).
+// The calling thread's packing buffers, kept between calls (no allocation in steady state;
+// at most 256 KB for A and KC x N floats for B, 4.7 MB for VGG-16's widest dcol).
 inline std::vector<float>& buffer(int which) {
     thread_local std::vector<float> bufs[2];
     return bufs[which];
