@@ -63,68 +63,46 @@ namespace detail {
 constexpr int MR = 32, NR = 12;           // C tile: two zmm of rows x 12 columns
 constexpr std::int64_t KC = 256, MC = 256;
 
-// Rows [0, mc) x columns [0, kc) of A (column-major, lda) into MR-row panels:
-// panel p holds rows p*MR.. for k = 0..kc-1, MR values per k (zeros past mc).
-inline void pack_a(const float* A, std::int64_t lda, std::int64_t mc, std::int64_t kc, float* Ap) {
-    for (std::int64_t i = 0; i < mc; i += MR) {
-        const std::int64_t mr = std::min<std::int64_t>(MR, mc - i);
-        float* dst = Ap + i * kc;
-        const float* src = A + i;
-        if (mr == MR) {
-            for (std::int64_t k = 0; k < kc; ++k, dst += MR, src += lda) {
-                _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
-                _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
+// Panels of W values per k, from runs that are already W-wide: for k = 0..kc-1 the values
+// in[k * ld + i .. + W) (zeros past count) go to panel i/W, one after the other. A
+// column-major A (W = MR rows of a column) and a row-major B (W = NR values of a row)
+// are packed this way; full panels of A as two 16-float vector copies.
+template <int W>
+inline void pack_runs(const float* in, std::int64_t ld, std::int64_t count, std::int64_t kc, float* out) {
+    for (std::int64_t i = 0; i < count; i += W) {
+        const std::int64_t w = std::min<std::int64_t>(W, count - i);
+        float* dst = out + i * kc;
+        const float* src = in + i;
+        for (std::int64_t k = 0; k < kc; ++k, dst += W, src += ld) {
+            if constexpr (W == 32) {
+                if (w == W) {
+                    _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+                    _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
+                    continue;
+                }
             }
-        } else {
-            for (std::int64_t k = 0; k < kc; ++k, dst += MR, src += lda) {
-                std::int64_t r = 0;
-                for (; r < mr; ++r) dst[r] = src[r];
-                for (; r < MR; ++r) dst[r] = 0.0f;
-            }
+            std::int64_t r = 0;
+            for (; r < w; ++r) dst[r] = src[r];
+            for (; r < W; ++r) dst[r] = 0.0f;
         }
     }
 }
 
-// The same panels from a row-major A (A(i, k) at A[i * lda + k]): a transpose.
-inline void pack_a_rows(const float* A, std::int64_t lda, std::int64_t mc, std::int64_t kc, float* Ap) {
-    for (std::int64_t i = 0; i < mc; i += MR) {
-        const std::int64_t mr = std::min<std::int64_t>(MR, mc - i);
-        float* dst = Ap + i * kc;
-        for (std::int64_t r = 0; r < mr; ++r) {
-            const float* src = A + (i + r) * lda;
-            for (std::int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+// Panels of W lines, k-major, from `count` lines of `kc` consecutive values each (line i
+// at in[i * ld]): panel p holds, for each k, lines p*W .. p*W+W-1 (zeros past count).
+// Both a row-major A (lines = rows of A, W = MR) and a column-major B (lines = columns
+// of B, W = NR) are packed this way: a transpose, one float at a time.
+template <int W>
+inline void pack_lines(const float* in, std::int64_t ld, std::int64_t count, std::int64_t kc, float* out) {
+    for (std::int64_t i = 0; i < count; i += W) {
+        const std::int64_t w = std::min<std::int64_t>(W, count - i);
+        float* dst = out + i * kc;
+        for (std::int64_t r = 0; r < w; ++r) {
+            const float* src = in + (i + r) * ld;
+            for (std::int64_t k = 0; k < kc; ++k) dst[k * W + r] = src[k];
         }
-        for (std::int64_t r = mr; r < MR; ++r)
-            for (std::int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
-    }
-}
-
-// Rows [0, kc) x columns [0, n) of B (column-major, ldb) into NR-column panels,
-// k-major: panel q holds, for each k, columns q*NR .. q*NR+NR-1 (zeros past n).
-inline void pack_b(const float* B, std::int64_t ldb, std::int64_t kc, std::int64_t n, float* Bp) {
-    for (std::int64_t j = 0; j < n; j += NR) {
-        const std::int64_t nr = std::min<std::int64_t>(NR, n - j);
-        float* dst = Bp + j * kc;
-        for (std::int64_t c = 0; c < nr; ++c) {
-            const float* src = B + (j + c) * ldb;
-            for (std::int64_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
-        }
-        for (std::int64_t c = nr; c < NR; ++c)
-            for (std::int64_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
-    }
-}
-
-// The same panels from a row-major B (B(k, j) at B[k * ldb + j]): NR values per k, in place.
-inline void pack_b_rows(const float* B, std::int64_t ldb, std::int64_t kc, std::int64_t n, float* Bp) {
-    for (std::int64_t j = 0; j < n; j += NR) {
-        const std::int64_t nr = std::min<std::int64_t>(NR, n - j);
-        float* dst = Bp + j * kc;
-        for (std::int64_t k = 0; k < kc; ++k) {
-            const float* src = B + k * ldb + j;
-            std::int64_t c = 0;
-            for (; c < nr; ++c) dst[k * NR + c] = src[c];
-            for (; c < NR; ++c) dst[k * NR + c] = 0.0f;
-        }
+        for (std::int64_t r = w; r < W; ++r)
+            for (std::int64_t k = 0; k < kc; ++k) dst[k * W + r] = 0.0f;
     }
 }
 
@@ -195,12 +173,12 @@ void multiply(std::int64_t M, std::int64_t N, std::int64_t K, const T* A, std::i
     for (std::int64_t pc = 0; pc < K; pc += KC) {
         const std::int64_t kc = std::min(KC, K - pc);
         // All of N at once: N is the filters (or the taps in dcol), at most a few thousand.
-        if (ops.b_rows) pack_b_rows(B + pc * ldb, ldb, kc, N, Bp.data());
-        else pack_b(B + pc, ldb, kc, N, Bp.data());
+        if (ops.b_rows) pack_runs<NR>(B + pc * ldb, ldb, N, kc, Bp.data());  // B's rows
+        else pack_lines<NR>(B + pc, ldb, N, kc, Bp.data());           // B's columns
         for (std::int64_t ic = 0; ic < M; ic += MC) {
             const std::int64_t mc = std::min(MC, M - ic);
-            if (ops.a_rows) pack_a_rows(A + ic * lda + pc, lda, mc, kc, Ap.data());
-            else pack_a(A + pc * lda + ic, lda, mc, kc, Ap.data());
+            if (ops.a_rows) pack_lines<MR>(A + ic * lda + pc, lda, mc, kc, Ap.data());  // A's rows
+            else pack_runs<MR>(A + pc * lda + ic, lda, mc, kc, Ap.data());            // A's columns
             for (std::int64_t jr = 0; jr < N; jr += NR)
                 for (std::int64_t ir = 0; ir < mc; ir += MR)
                     micro_kernel(kc, Ap.data() + ir * kc, Bp.data() + jr * kc, C + jr * ldc + ic + ir, ldc,
