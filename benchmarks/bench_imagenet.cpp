@@ -20,8 +20,8 @@
 // gradient); "% GEMM" divides by the rate of Eigen's own 1024x1024x1024 float GEMM
 // measured in the same run on the same threads (the ceiling of a convolution built on
 // that GEMM; with AVX-512 the rate of kitnn's own GEMM, core/gemm.hpp, is printed beside
-// it: the strips and one-image forward products run on it, so they can pass 100 %). Then the forward time of every leaf layer summed by type, against the
-// whole model's forward.
+// it: the products of strips and of one image run on it, so they can pass 100 %). Then
+// the forward time of every leaf layer summed by type, against the whole model's forward.
 #include <kitnn/kitnn.hpp>
 #include <kitnn/zoo_imagenet.hpp>
 
@@ -182,7 +182,7 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
     const double gemm = gemm_gflops();
     std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n", threads, gemm);
     if (const double own = own_gemm_gflops(threads); own > 0)
-        std::printf("kitnn GEMM (core/gemm.hpp, the forward of strips and of one image) 1024^3 float, "
+        std::printf("kitnn GEMM (core/gemm.hpp: strips, one image) 1024^3 float, "
                     "%d thread(s): %.1f GFLOP/s\n", threads, own);
     std::printf("\n");
     if (markdown)

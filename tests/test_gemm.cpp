@@ -71,8 +71,8 @@ TEST_CASE("gemm::multiply equals a double product on every edge of its blocking"
 #endif
 
 namespace {
-// Conv2D<float> forward against Conv2D<double> with the float layer's weights (cast),
-// on the same input: they differ only in the float rounding of the product.
+// Conv2D<float> forward and backward against Conv2D<double> with the float layer's
+// weights (cast), on the same input: they differ only in the float rounding.
 void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Activation act, Shape in,
                       Eigen::Index batch, bool strips) {
     Rng rng(3);
