@@ -22,6 +22,12 @@
 // that GEMM; with AVX-512 the rate of kitnn's own GEMM, core/gemm.hpp, is printed beside
 // it: the products of strips and of one image run on it, so they can pass 100 %). Then
 // the forward time of every leaf layer summed by type, against the whole model's forward.
+// GFLOP/s counts the direct convolution's multiply-adds whatever the algorithm: layers
+// whose forward takes Winograd's F(2x2, 3x3) (layout "winograd", layers/winograd.hpp) do
+// 2.25x fewer in their products, so they can pass 100 % by that much.
+//
+// --conv-algorithm gemm|winograd: every Conv2D's inference forward on im2col + GEMM, or
+// every 3x3 stride-1 one's on Winograd's algorithm (default auto: the layer decides).
 #include <kitnn/kitnn.hpp>
 #include <kitnn/zoo_imagenet.hpp>
 
@@ -110,9 +116,22 @@ std::string fixed(double v, int decimals) {
     return b;
 }
 
+// --conv-algorithm gemm|winograd: every Conv2D (inside branches too) gets that algorithm;
+// winograd only the 3x3 stride-1 ones (the others cannot take it).
+void force_algorithm(Layer<float>& l, const std::string& algorithm) {
+    for (size_t b = 0; b < l.branch_count(); ++b)
+        for (Layer<float>* sub : l.branch(b)) force_algorithm(*sub, algorithm);
+    auto* conv = dynamic_cast<Conv2D<float>*>(&l);
+    if (!conv || algorithm == "auto") return;
+    if (algorithm == "gemm") conv->set_algorithm(ConvAlgorithm::gemm);
+    else if (conv->kernel().value.dimension(2) == 3 && conv->kernel().value.dimension(3) == 3 && conv->stride() == 1)
+        conv->set_algorithm(ConvAlgorithm::winograd);
+}
+
 int run_whole(const std::string& name, int batch, const std::string& mode, int repeats, int threads,
-              std::uint64_t seed) {
+              std::uint64_t seed, const std::string& algorithm) {
     Sequential<float> m = zoo::imagenet_model<float>(name, seed);
+    for (size_t i = 0; i < m.size(); ++i) force_algorithm(m.layer(i), algorithm);
     Tensor<float> x = random_input(m, batch, seed);
     Timing t{};
     if (mode == "forward") {
@@ -175,9 +194,10 @@ void force_im2col(Layer<float>& l, const std::string& layout) {
 }
 
 int run_layers(const std::string& name, int batch, int repeats, int threads, std::uint64_t seed,
-               bool markdown, const std::string& im2col) {
+               bool markdown, const std::string& im2col, const std::string& algorithm) {
     Sequential<float> m = zoo::imagenet_model<float>(name, seed);
     for (size_t i = 0; i < m.size(); ++i) force_im2col(m.layer(i), im2col);
+    for (size_t i = 0; i < m.size(); ++i) force_algorithm(m.layer(i), algorithm);
     Tensor<float> x = random_input(m, batch, seed);
     const double gemm = gemm_gflops();
     std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n", threads, gemm);
@@ -222,7 +242,10 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
         const std::string shapes = si.str() + " -> " + so.str();
         const std::string kn = std::to_string(conv->kernel().value.size() / so.c()) + " x " +
                                std::to_string(so.h() * so.w());
-        const std::string layout = conv->strips() ? "strips" : conv->im2col_layout() == Im2col::wide ? "wide" : "rows";
+        const std::string layout = conv->winograd_forward(batch) ? "winograd"
+                                   : conv->strips()               ? "strips"
+                                   : conv->im2col_layout() == Im2col::wide ? "wide"
+                                                                           : "rows";
         if (markdown)
             std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", leaf.where.c_str(), shapes.c_str(),
                         kn.c_str(), layout.c_str(), fixed(tf.median_ms, 2).c_str(), fixed(gf, 1).c_str(),
@@ -260,7 +283,7 @@ int main(int argc, char** argv) {
     int batch = 1, repeats = 5, threads = max_threads();
     std::uint64_t seed = 1;
     bool layers = false, markdown = false;
-    std::string im2col = "auto";
+    std::string im2col = "auto", algorithm = "auto";
     app.add_option("--model", model, "network (zoo_imagenet.hpp)")
         ->check(CLI::IsMember(zoo::imagenet_models()))->capture_default_str();
     app.add_option("--batch", batch, "images per pass")->check(CLI::Range(1, 4096))->capture_default_str();
@@ -274,6 +297,10 @@ int main(int argc, char** argv) {
     app.add_flag("--layers", layers, "time every Conv2D of --model alone, forward and backward, against GEMM");
     app.add_option("--im2col", im2col, "with --layers: the im2col layout of every Conv2D (stride-1 ones for wide)")
         ->check(CLI::IsMember({"auto", "rows", "wide"}))->capture_default_str();
+    app.add_option("--conv-algorithm", algorithm,
+                   "every Conv2D's inference forward: auto (each layer decides), gemm (im2col + GEMM) or winograd "
+                   "(F(2x2,3x3), the 3x3 stride-1 layers)")
+        ->check(CLI::IsMember({"auto", "gemm", "winograd"}))->capture_default_str();
     app.add_flag("--markdown", markdown, "with --layers: print the table as Markdown");
     try {
         app.parse(argc, argv);
@@ -285,8 +312,8 @@ int main(int argc, char** argv) {
     }
     try {
         set_threads(threads);
-        return layers ? run_layers(model, batch, repeats, threads, seed, markdown, im2col)
-                      : run_whole(model, batch, mode, repeats, threads, seed);
+        return layers ? run_layers(model, batch, repeats, threads, seed, markdown, im2col, algorithm)
+                      : run_whole(model, batch, mode, repeats, threads, seed, algorithm);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "kitnn_bench_imagenet: %s\n", e.what());
         return 1;

@@ -62,6 +62,7 @@
 #include "kitnn/layers/layer.hpp"
 #include "kitnn/layers/padding.hpp"
 #include "kitnn/layers/registry.hpp"
+#include "kitnn/layers/winograd.hpp"
 
 #include <algorithm>
 #include <array>
@@ -74,6 +75,11 @@ namespace kitnn {
 // layer at build time; `rows` and `wide` force one (wide needs stride 1). Both give the
 // same results up to float rounding; tests check both.
 enum class Im2col { automatic, rows, wide };
+
+// How Conv2D computes its inference forward pass: `automatic` (Winograd's F(2x2, 3x3) for
+// large 3x3 stride-1 layers, layers/winograd.hpp; im2col + GEMM otherwise), or one of the
+// two forced (winograd needs a 3x3 stride-1 layer). Training always takes the GEMM.
+enum class ConvAlgorithm { automatic, gemm, winograd };
 
 template <class T>
 class Conv2D : public Layer<T> {
@@ -145,6 +151,23 @@ public:
         im2col_ = m;
         if (g_.c > 0) choose_layout();
     }
+    // Chooses the inference forward's algorithm (a speed knob, not part of the model file).
+    void set_algorithm(ConvAlgorithm a) {
+        if (a == ConvAlgorithm::winograd && !(kh_ == 3 && kw_ == 3 && stride_ == 1))
+            throw std::invalid_argument("Conv2D: Winograd's F(2x2, 3x3) needs a 3x3 kernel with stride 1, this layer has " +
+                                        std::to_string(kh_) + "x" + std::to_string(kw_) + " stride " +
+                                        std::to_string(stride_));
+        algorithm_ = a;
+    }
+    ConvAlgorithm algorithm() const { return algorithm_; }
+    // True when a forward pass of `batch` images in inference mode (training = false)
+    // takes Winograd's algorithm.
+    bool winograd_forward(Eigen::Index batch, bool training = false) const {
+        if (training || kh_ != 3 || kw_ != 3 || stride_ != 1 || algorithm_ == ConvAlgorithm::gemm) return false;
+        if (algorithm_ == ConvAlgorithm::winograd) return true;
+        const Eigen::Index tiles = batch * ((g_.oh + 1) / 2) * ((g_.ow + 1) / 2);
+        return g_.c >= kWinogradMinChannels && filters_ >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
+    }
     // The layout in use once built: rows or wide.
     Im2col im2col_layout() const { return g_.wide ? Im2col::wide : Im2col::rows; }
     // True when the layer works on strips of output rows (large images, see the header).
@@ -157,11 +180,12 @@ public:
     Param<T>& kernel() { return kernel_; }
     Param<T>& bias() { return bias_; }
 
-    void forward(const Tensor<T>& x, Tensor<T>& y, bool /*training*/) override {
+    void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
         this->check_input(x);
         const Eigen::Index N = x.dimension(0), P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc();
         ensure(y, N, this->out_);
         if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
+        if (winograd_forward(N, training)) return forward_winograd(x, y);
         if (strips_) return forward_strips(x, y);
         if (N == 1) {  // one image: its channels and filters split across the threads
             // ... when its product is one Eigen would thread too (GemmThreads): below that,
@@ -455,6 +479,92 @@ private:
         });
     }
 
+    // ---- Winograd's F(2x2, 3x3) (layers/winograd.hpp): inference, large 3x3 stride-1 ----
+    // Blocks of whole tile rows (of one or several images), V and M about 4 MB together:
+    //   U (16, F, C)   the transformed kernel, every pass (the weights may have changed)
+    //   V (16, C, Tb)  the block's tiles, transformed
+    //   M (16, F, Tb)  = U[xi] V[xi], 16 single-threaded GEMMs
+    // All threads work on one block at a time: the input transform split by channels, the
+    // 16 products by xi, the output transform by filters, with barriers between. The
+    // buffers belong to the calling thread (thread_local), shared by the layers it runs:
+    // one model's passes keep one set, the size of its largest layer's.
+    static constexpr Eigen::Index kWinogradTiles = 128;
+    static constexpr Eigen::Index kWinogradBlockBytes = Eigen::Index(4) << 20;
+    // When `automatic` takes it: at least this many input channels (the products' depth)
+    // and filters (their width), and enough tiles in the pass to pay for transforming the
+    // kernel. Measured layer by layer against the GEMM path (docs/performance.md): 1.1-1.5x
+    // faster from 128 channels and filters (VGG-16's layers 4-12; its 14x14 ones from 3
+    // images, 49 tiles each), slower with 64 (Inception-v4's 64 -> 96 layers up to 2x;
+    // VGG-16's 64 -> 128 at one image 1.3x). No MNIST zoo layer has 128 input channels.
+    static constexpr Eigen::Index kWinogradMinChannels = 128;
+    static constexpr Eigen::Index kWinogradMinTiles = 128;
+    struct WinogradScratch {
+        std::vector<T> U, V, M, work;  // work: each thread's scratch of the transforms
+    };
+    static WinogradScratch& winograd_scratch() {
+        static thread_local WinogradScratch s;
+        return s;
+    }
+    void forward_winograd(const Tensor<T>& x, Tensor<T>& y) {
+        const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_;
+        const winograd::Tiling tg{C, g_.h, g_.w, g_.oh, g_.ow, g_.pt, g_.pl, (g_.oh + 1) / 2, (g_.ow + 1) / 2};
+        const Eigen::Index rows_total = N * tg.TH;
+        // Tiles per block: V and M together about kWinogradBlockBytes (16 (C + F) values
+        // per tile), at least kWinogradTiles; whole tile rows.
+        const Eigen::Index target =
+            std::max<Eigen::Index>(kWinogradTiles, kWinogradBlockBytes / Eigen::Index(16 * sizeof(T) * (C + F)));
+        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / tg.TW));
+        const Eigen::Index blocks = (rows_total + block_rows - 1) / block_rows;
+        const std::int64_t macs = std::int64_t(16) * F * C * rows_total * tg.TW;
+        const int threads = threads_for(16, macs);
+        WinogradScratch& s = winograd_scratch();
+        s.U.resize(size_t(16 * F * C));
+        s.V.resize(size_t(16 * C * block_rows * tg.TW));
+        s.M.resize(size_t(16 * F * block_rows * tg.TW));
+        s.work.resize(size_t(threads * tg.scratch()));
+        T *U = s.U.data(), *V = s.V.data(), *M = s.M.data();
+        const T* b = bias_.value.data();
+        const bool relu = act_ == Activation::relu;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+        {
+            int t = 0, nt = 1;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+            nt = omp_get_num_threads();
+#endif
+            T* work = s.work.data() + t * tg.scratch();
+            winograd::transform_kernel(kernel_.value.data(), F, C, F * t / nt, F * (t + 1) / nt, U, work);
+            for (Eigen::Index k = 0; k < blocks; ++k) {
+                const Eigen::Index r0 = k * block_rows, r1 = std::min(rows_total, r0 + block_rows);
+                const Eigen::Index tb = (r1 - r0) * tg.TW;  // this block's tiles: V's and M's row length
+                winograd::transform_input(tg, x.data(), r0, r1, C * t / nt, C * (t + 1) / nt, tb, V, work);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+                for (int xi = 16 * t / nt; xi < 16 * (t + 1) / nt; ++xi) {
+                    const T* Ux = U + xi * F * C;
+                    const T* Vx = V + xi * C * tb;
+                    T* Mx = M + xi * F * tb;
+                    // M (F, tb) = U (F, C) * V (C, tb), row-major: on kitnn's GEMM where it
+                    // runs (VGG-16 at one image 260 ms against 300 on Eigen's), else Eigen's.
+                    if constexpr (gemm::available<T>())
+                        gemm::multiply<T>(tb, F, C, Vx, tb, Ux, C, Mx, tb);
+                    else
+                        MatMap<T>(Mx, F, tb).noalias() = ConstMatMap<T>(Ux, F, C) * ConstMatMap<T>(Vx, C, tb);
+                }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+                winograd::transform_output(tg, M, F, r0, r1, F * t / nt, F * (t + 1) / nt, tb, b, relu, y.data(), work);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            }
+        }
+    }
+
     // ---- Strips: large images (more than kStripPixels output pixels), rows layout ----
     // A unit of work is (image n, strip s): output rows [OH*s/SP, OH*(s+1)/SP), SP strips
     // per image (sizes within one row of each other, so the threads get equal shares).
@@ -644,6 +754,7 @@ private:
     Init init_;
     bool use_bias_;
     Im2col im2col_ = Im2col::automatic;  // as asked; g_.wide says which layout was chosen
+    ConvAlgorithm algorithm_ = ConvAlgorithm::automatic;  // inference forward: Winograd or GEMM
     Im2colGeometry g_;                   // input, output, padding and layout, once built
     bool strips_ = false;                // strips of output rows (large images), rows layout
     Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1) (zero if !use_bias_)

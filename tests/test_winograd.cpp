@@ -1,0 +1,182 @@
+// Conv2D's Winograd F(2x2, 3x3) inference forward (layers/winograd.hpp) against the
+// im2col + GEMM path: every padding, odd and tiny sizes, several images per tile block
+// and blocks that cut through images, bias and ReLU, double and float, 1 and 2 threads;
+// which layers `automatic` gives it to; and the refusals.
+#include "gradient_check.hpp"
+
+#include <array>
+#include <cmath>
+#include <stdexcept>
+
+using namespace kitnn;
+using kitnn_test::random_tensor;
+using K = std::array<int, 2>;
+
+namespace {
+
+struct Case {
+    Shape in;
+    int filters;
+    int pad;  // -1: Padding::same, -2: Padding::valid, else explicit
+    bool bias;
+    Activation act;
+    Eigen::Index batch;
+};
+// Odd and even sizes (a last tile half outside the output), 1x1 and 2x2 images (every
+// tile mostly padding), valid (output 1 smaller per side), pad 2 (output larger than the
+// input), and 128 -> 128 channels on 20x30 at batch 3: 450 tiles, in blocks of 17 tile
+// rows of 15 tiles (Conv2D's 4 MB for V and M), which cut through the images' 10 tile rows.
+const Case kCases[] = {
+    {Shape::image(3, 6, 6), 4, -1, true, Activation::linear, 2},
+    {Shape::image(2, 7, 5), 3, -1, true, Activation::relu, 3},
+    {Shape::image(4, 1, 1), 5, -1, true, Activation::linear, 2},
+    {Shape::image(2, 2, 3), 3, -1, false, Activation::linear, 1},
+    {Shape::image(3, 9, 8), 4, -2, true, Activation::linear, 2},
+    {Shape::image(2, 3, 3), 2, -2, true, Activation::relu, 2},
+    {Shape::image(2, 5, 7), 3, 2, false, Activation::linear, 2},
+    {Shape::image(3, 8, 9), 2, 1, true, Activation::relu, 1},
+    {Shape::image(128, 20, 30), 128, -1, true, Activation::linear, 3},
+    {Shape::image(16, 13, 11), 24, -1, true, Activation::relu, 2},
+};
+
+std::string describe(const Case& c) {
+    return "input " + c.in.str() + " filters " + std::to_string(c.filters) + " pad " + std::to_string(c.pad) +
+           (c.bias ? " bias" : "") + " " + to_string(c.act) + " batch " + std::to_string(c.batch);
+}
+
+template <class T>
+Conv2D<T> make(const Case& c) {
+    if (c.pad >= 0)
+        return Conv2D<T>(c.filters, K{3, 3}, c.act, c.pad, 1, Init::glorot_uniform, c.bias);
+    return Conv2D<T>(c.filters, K{3, 3}, c.act, c.pad == -1 ? Padding::same : Padding::valid, 1,
+                     Init::glorot_uniform, c.bias);
+}
+
+// The layer's inference forward of x with the given algorithm; a random non-zero bias.
+template <class T>
+Tensor<T> run(const Case& c, ConvAlgorithm a, const Tensor<T>& x, int threads = 0) {
+    Conv2D<T> conv = make<T>(c);
+    Rng rng(41);
+    conv.build(c.in, rng);
+    if (c.bias)
+        for (Eigen::Index i = 0; i < conv.bias().value.size(); ++i) conv.bias().value.data()[i] = T(rng.normal());
+    conv.set_algorithm(a);
+    const int saved = max_threads();
+    if (threads > 0) set_threads(threads);
+    Tensor<T> y;
+    conv.forward(x, y, false);
+    set_threads(saved);
+    return y;
+}
+
+template <class T>
+Tensor<T> input(const Case& c) {
+    Rng rng(7);
+    const Tensor<double> xd = random_tensor(c.batch, c.in, rng);
+    Tensor<T> x(xd.dimensions());
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = T(xd.data()[i]);
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE("Winograd F(2x2,3x3) equals the GEMM path (double)", "[conv2d][winograd]") {
+    for (const auto& c : kCases) {
+        INFO(describe(c));
+        const auto x = input<double>(c);
+        const auto ref = run<double>(c, ConvAlgorithm::gemm, x);
+        const auto y = run<double>(c, ConvAlgorithm::winograd, x);
+        REQUIRE(y.dimensions() == ref.dimensions());
+        double worst = 0, scale = 0;
+        for (Eigen::Index i = 0; i < y.size(); ++i) {
+            worst = std::max(worst, std::abs(y.data()[i] - ref.data()[i]));
+            scale = std::max(scale, std::abs(ref.data()[i]));
+        }
+        CHECK(scale > 0.1);  // not a comparison of zeros
+        CHECK(worst <= 1e-13 * std::max(1.0, scale));
+    }
+}
+
+TEST_CASE("Winograd F(2x2,3x3) in float: within rounding of the double result", "[conv2d][winograd]") {
+    for (const auto& c : kCases) {
+        INFO(describe(c));
+        const auto ref = run<double>(c, ConvAlgorithm::gemm, input<double>(c));
+        const auto xf = input<float>(c);
+        const auto yw = run<float>(c, ConvAlgorithm::winograd, xf);
+        const auto yg = run<float>(c, ConvAlgorithm::gemm, xf);
+        double worst_w = 0, worst_g = 0, scale = 0;
+        for (Eigen::Index i = 0; i < ref.size(); ++i) {
+            worst_w = std::max(worst_w, std::abs(double(yw.data()[i]) - ref.data()[i]));
+            worst_g = std::max(worst_g, std::abs(double(yg.data()[i]) - ref.data()[i]));
+            scale = std::max(scale, std::abs(ref.data()[i]));
+        }
+        INFO("winograd " << worst_w << ", gemm " << worst_g << ", scale " << scale);
+        // The transforms add up to 9 terms before and after the products: a few float
+        // ulps of the output's scale (float's ulp at 1 is 1.2e-7).
+        CHECK(worst_w <= 2e-6 * std::max(1.0, scale));
+    }
+}
+
+TEST_CASE("Winograd F(2x2,3x3): the same bits on 1 and 2 threads", "[conv2d][winograd]") {
+    const Case& c = kCases[8];  // 450 tiles, several blocks
+    const auto x = input<float>(c);
+    const auto y1 = run<float>(c, ConvAlgorithm::winograd, x, 1);
+    const auto y2 = run<float>(c, ConvAlgorithm::winograd, x, 2);
+    for (Eigen::Index i = 0; i < y1.size(); ++i) REQUIRE(y1.data()[i] == y2.data()[i]);
+}
+
+TEST_CASE("Winograd F(2x2,3x3): which layers `automatic` gives it to", "[conv2d][winograd]") {
+    Rng rng(3);
+    // VGG-16's 28x28 layer: 196 tiles at one image.
+    Conv2D<float> big(512, K{3, 3}, Activation::relu, Padding::same);
+    big.build(Shape::image(256, 28, 28), rng);
+    CHECK(big.winograd_forward(1));
+    CHECK_FALSE(big.winograd_forward(1, /*training=*/true));  // training keeps the GEMM
+    big.set_algorithm(ConvAlgorithm::gemm);
+    CHECK_FALSE(big.winograd_forward(8));
+    // 14x14: 49 tiles per image; from 3 images there are enough to pay for the kernel's transform.
+    Conv2D<float> small_image(512, K{3, 3}, Activation::relu, Padding::same);
+    small_image.build(Shape::image(512, 14, 14), rng);
+    CHECK_FALSE(small_image.winograd_forward(1));
+    CHECK(small_image.winograd_forward(3));
+    // 64 input channels (VGG-16's second layer), or 96 filters: too shallow, too narrow.
+    Conv2D<float> shallow(128, K{3, 3}, Activation::relu, Padding::same);
+    shallow.build(Shape::image(64, 56, 56), rng);
+    CHECK_FALSE(shallow.winograd_forward(8));
+    Conv2D<float> narrow(96, K{3, 3}, Activation::relu, Padding::same);
+    narrow.build(Shape::image(256, 35, 35), rng);
+    CHECK_FALSE(narrow.winograd_forward(8));
+    // No MNIST network's layer: their documented results are the GEMM's.
+    for (const auto& name : zoo::mnist_models()) {
+        auto m = zoo::mnist_model<float>(name, 1);
+        for (size_t i = 0; i < m.size(); ++i)
+            if (auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i))) {
+                INFO(name << " layer " << i);
+                CHECK_FALSE(conv->winograd_forward(10000));
+            }
+    }
+    // Training mode takes the GEMM even when forced: the same bits as the GEMM path.
+    const Case& c = kCases[9];
+    const auto x = input<float>(c);
+    Conv2D<float> a = make<float>(c), b = make<float>(c);
+    Rng ra(5), rb(5);
+    a.build(c.in, ra);
+    b.build(c.in, rb);
+    a.set_algorithm(ConvAlgorithm::winograd);
+    b.set_algorithm(ConvAlgorithm::gemm);
+    Tensor<float> ya, yb;
+    a.forward(x, ya, true);
+    b.forward(x, yb, true);
+    for (Eigen::Index i = 0; i < ya.size(); ++i) REQUIRE(ya.data()[i] == yb.data()[i]);
+}
+
+TEST_CASE("Winograd F(2x2,3x3) is refused for other kernels and strides", "[conv2d][winograd]") {
+    Conv2D<float> five(4, K{5, 5}, Activation::relu, Padding::same);
+    CHECK_THROWS_WITH(five.set_algorithm(ConvAlgorithm::winograd),
+                      Catch::Matchers::Contains("needs a 3x3 kernel with stride 1") &&
+                          Catch::Matchers::Contains("5x5 stride 1"));
+    Conv2D<float> strided(4, K{3, 3}, Activation::relu, Padding::same, 2);
+    CHECK_THROWS_AS(strided.set_algorithm(ConvAlgorithm::winograd), std::invalid_argument);
+    CHECK_NOTHROW(strided.set_algorithm(ConvAlgorithm::gemm));
+    CHECK_FALSE(strided.winograd_forward(100));
+}
