@@ -507,21 +507,22 @@ private:
     }
     void forward_winograd(const Tensor<T>& x, Tensor<T>& y) {
         const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_;
-        const winograd::Tiling tg{C, g_.h, g_.w, g_.oh, g_.ow, g_.pt, g_.pl, (g_.oh + 1) / 2, (g_.ow + 1) / 2};
-        const Eigen::Index rows_total = N * tg.TH;
+        const winograd::Tiling tg{C, g_.h, g_.w, g_.oh, g_.ow, g_.pt, g_.pl, (g_.oh + 1) / 2, (g_.ow + 1) / 2, N};
+        const Eigen::Index rows_total = tg.rows(), E = tg.E();
         // Tiles per block: V and M together about kWinogradBlockBytes (16 (C + F) values
         // per tile), at least kWinogradTiles; whole tile rows.
         const Eigen::Index target =
             std::max<Eigen::Index>(kWinogradTiles, kWinogradBlockBytes / Eigen::Index(16 * sizeof(T) * (C + F)));
-        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / tg.TW));
+        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / E));
         const Eigen::Index blocks = (rows_total + block_rows - 1) / block_rows;
-        const std::int64_t macs = std::int64_t(16) * F * C * rows_total * tg.TW;
+        const std::int64_t macs = std::int64_t(16) * F * C * rows_total * E;
         const int threads = threads_for(16, macs);
         WinogradScratch& s = winograd_scratch();
         s.U.resize(size_t(16 * F * C));
-        s.V.resize(size_t(16 * C * block_rows * tg.TW));
-        s.M.resize(size_t(16 * F * block_rows * tg.TW));
-        s.work.resize(size_t(threads * tg.scratch()));
+        s.V.resize(size_t(16 * C * block_rows * E));
+        s.M.resize(size_t(16 * F * block_rows * E));
+        const Eigen::Index scratch = tg.scratch(block_rows);
+        s.work.resize(size_t(threads * scratch));
         T *U = s.U.data(), *V = s.V.data(), *M = s.M.data();
         const T* b = bias_.value.data();
         const bool relu = act_ == Activation::relu;
@@ -534,11 +535,11 @@ private:
             t = omp_get_thread_num();
             nt = omp_get_num_threads();
 #endif
-            T* work = s.work.data() + t * tg.scratch();
+            T* work = s.work.data() + t * scratch;
             winograd::transform_kernel(kernel_.value.data(), F, C, F * t / nt, F * (t + 1) / nt, U, work);
             for (Eigen::Index k = 0; k < blocks; ++k) {
                 const Eigen::Index r0 = k * block_rows, r1 = std::min(rows_total, r0 + block_rows);
-                const Eigen::Index tb = (r1 - r0) * tg.TW;  // this block's tiles: V's and M's row length
+                const Eigen::Index tb = (r1 - r0) * E;  // this block's slots: V's and M's row length
                 winograd::transform_input(tg, x.data(), r0, r1, C * t / nt, C * (t + 1) / nt, tb, V, work);
 #ifdef _OPENMP
 #pragma omp barrier
