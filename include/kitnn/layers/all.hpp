@@ -23,3 +23,4 @@
 #include "kitnn/layers/sigmoid.hpp"
 #include "kitnn/layers/softmax.hpp"
 #include "kitnn/layers/tanh.hpp"
+#include "kitnn/layers/winograd.hpp"
