@@ -116,22 +116,24 @@ std::string fixed(double v, int decimals) {
     return b;
 }
 
-// --conv-algorithm gemm|winograd: every Conv2D (inside branches too) gets that algorithm;
-// winograd only the 3x3 stride-1 ones (the others cannot take it).
-void force_algorithm(Layer<float>& l, const std::string& algorithm) {
-    for (size_t b = 0; b < l.branch_count(); ++b)
-        for (Layer<float>* sub : l.branch(b)) force_algorithm(*sub, algorithm);
-    auto* conv = dynamic_cast<Conv2D<float>*>(&l);
-    if (!conv || algorithm == "auto") return;
-    if (algorithm == "gemm") conv->set_algorithm(ConvAlgorithm::gemm);
-    else if (conv->kernel().value.dimension(2) == 3 && conv->kernel().value.dimension(3) == 3 && conv->stride() == 1)
-        conv->set_algorithm(ConvAlgorithm::winograd);
+// --conv-algorithm gemm|winograd: every Conv2D (inside branches too: for_each_layer) gets
+// that algorithm; winograd only the 3x3 stride-1 ones (the others cannot take it).
+void force_algorithm(Sequential<float>& m, const std::string& algorithm) {
+    if (algorithm == "auto") return;
+    detail::for_each_layer(m, [&](const std::string&, Layer<float>& l) {
+        auto* conv = dynamic_cast<Conv2D<float>*>(&l);
+        if (!conv) return;
+        const auto& k = conv->kernel().value;
+        if (algorithm == "gemm") conv->set_algorithm(ConvAlgorithm::gemm);
+        else if (k.dimension(2) == 3 && k.dimension(3) == 3 && conv->stride() == 1)
+            conv->set_algorithm(ConvAlgorithm::winograd);
+    });
 }
 
 int run_whole(const std::string& name, int batch, const std::string& mode, int repeats, int threads,
               std::uint64_t seed, const std::string& algorithm) {
     Sequential<float> m = zoo::imagenet_model<float>(name, seed);
-    for (size_t i = 0; i < m.size(); ++i) force_algorithm(m.layer(i), algorithm);
+    force_algorithm(m, algorithm);
     Tensor<float> x = random_input(m, batch, seed);
     Timing t{};
     if (mode == "forward") {
@@ -197,7 +199,7 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
                bool markdown, const std::string& im2col, const std::string& algorithm) {
     Sequential<float> m = zoo::imagenet_model<float>(name, seed);
     for (size_t i = 0; i < m.size(); ++i) force_im2col(m.layer(i), im2col);
-    for (size_t i = 0; i < m.size(); ++i) force_algorithm(m.layer(i), algorithm);
+    force_algorithm(m, algorithm);
     Tensor<float> x = random_input(m, batch, seed);
     const double gemm = gemm_gflops();
     std::printf("Eigen GEMM 1024^3 float, %d thread(s): %.1f GFLOP/s\n", threads, gemm);
