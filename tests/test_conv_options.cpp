@@ -252,6 +252,10 @@ const LayoutCase kLayoutCases[] = {
     {Shape::image(5, 9, 10), 20, 3, 3, -1, Activation::relu, true, 2},
     {Shape::image(60, 4, 4), 3, 3, 3, -1, Activation::linear, true, 2},
     {Shape::image(2, 6, 6), 65, 3, 3, 1, Activation::linear, false, 2},
+    // Kernels one row high (Inception-v4's 1x7 and 1x3), which `automatic` gives the rows
+    // layout: padded on the left and right only.
+    {Shape::image(3, 5, 9), 4, 1, 7, -1, Activation::linear, true, 2},
+    {Shape::image(2, 4, 8), 10, 1, 3, -1, Activation::relu, true, 2},
 };
 
 std::unique_ptr<Conv2D<double>> make_conv(const LayoutCase& c, Im2col layout) {
@@ -357,6 +361,13 @@ TEST_CASE("Conv2D im2col layouts: the automatic choice, and wide refused for str
     CHECK(lenet2.im2col_layout() == Im2col::wide);  // 10-pixel output rows
     CHECK(keck.im2col_layout() == Im2col::rows);    // 27-pixel rows, no padding
     CHECK(strided.im2col_layout() == Im2col::rows);
+    // 1xK kernels keep rows, whose im2col needs no extra column per output row; their
+    // Kx1 twins take wide, which has none for them.
+    Conv2D<float> row7(8, K{1, 7}, Activation::linear, Padding::same), col7(8, K{7, 1}, Activation::linear, Padding::same);
+    row7.build(Shape::image(4, 17, 17), rng);
+    col7.build(Shape::image(4, 17, 17), rng);
+    CHECK(row7.im2col_layout() == Im2col::rows);
+    CHECK(col7.im2col_layout() == Im2col::wide);
     CHECK_THROWS_WITH(strided.set_im2col(Im2col::wide), Catch::Contains("needs stride 1"));
     // Switched after build and after a pass: the next passes use the new layout and give
     // the same outputs and gradients.

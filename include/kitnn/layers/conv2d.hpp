@@ -43,7 +43,7 @@
 // per output row, one contiguous copy per tap), described with the code in
 // layers/im2col.hpp. `automatic` takes wide for stride 1 when the layer pads or its
 // output rows are short (<= 16): lenet5 trained 8-12 % faster with it; keck was
-// slower (see choose_layout).
+// slower; kernels one row high (1xK) keep rows (see choose_layout).
 //
 // Padding: `valid` (none), `same` (TensorFlow: out = ceil(in / stride), the odd
 // pixel at the bottom/right) or `explicit_pad` (PyTorch's `padding=p`: p zero pixels
@@ -744,7 +744,13 @@ private:
             // 10 pixels); rows wins for keck (27 pixels, 4 taps, no padding) and ties for
             // kerascnn (26 and 24 pixels), where the extra columns cost as much as they save.
             // Large images (strips) take rows: a strip's GEMM then writes y in place.
-            w = (g_.pt > 0 || g_.pl > 0 || g_.ow <= 16) && g_.oh * g_.ow <= kStripPixels;
+            // Kernels one row high (Inception-v4's 1x7 and 1x3) take rows too: wide would
+            // add KW - 1 columns to every output row (17 -> 23 at 1x7, 8 -> 10 at 1x3),
+            // multiply-adds that rows' shorter im2col copies cost less than; their forward
+            // and backward ran about a fifth faster in rows (docs/performance.md). Their 7x1 and
+            // 3x1 twins keep wide, which has no extra column for them (KW = 1).
+            w = (g_.pt > 0 || g_.pl > 0 || g_.ow <= 16) && g_.oh * g_.ow <= kStripPixels &&
+                !(kh_ == 1 && kw_ > 1);
         g_.wide = w;
         strips_ = !w && g_.oh * g_.ow > kStripPixels;
         work_.clear();  // resized for the new layout at the next pass
