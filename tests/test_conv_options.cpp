@@ -361,13 +361,17 @@ TEST_CASE("Conv2D im2col layouts: the automatic choice, and wide refused for str
     CHECK(lenet2.im2col_layout() == Im2col::wide);  // 10-pixel output rows
     CHECK(keck.im2col_layout() == Im2col::rows);    // 27-pixel rows, no padding
     CHECK(strided.im2col_layout() == Im2col::rows);
-    // 1xK kernels keep rows, whose im2col needs no extra column per output row; their
-    // Kx1 twins take wide, which has none for them.
-    Conv2D<float> row7(8, K{1, 7}, Activation::linear, Padding::same), col7(8, K{7, 1}, Activation::linear, Padding::same);
+    // 1xK kernels above the tap-by-tap size (64 filters) keep rows, whose im2col needs no
+    // extra column per output row; their Kx1 twins take wide, which has none for them;
+    // small 1xK layers keep wide and its tap paths.
+    Conv2D<float> row7(96, K{1, 7}, Activation::linear, Padding::same), col7(96, K{7, 1}, Activation::linear, Padding::same);
+    Conv2D<float> small_row7(8, K{1, 7}, Activation::linear, Padding::same);
     row7.build(Shape::image(4, 17, 17), rng);
     col7.build(Shape::image(4, 17, 17), rng);
+    small_row7.build(Shape::image(4, 17, 17), rng);
     CHECK(row7.im2col_layout() == Im2col::rows);
     CHECK(col7.im2col_layout() == Im2col::wide);
+    CHECK(small_row7.im2col_layout() == Im2col::wide);
     CHECK_THROWS_WITH(strided.set_im2col(Im2col::wide), Catch::Contains("needs stride 1"));
     // Switched after build and after a pass: the next passes use the new layout and give
     // the same outputs and gradients.

@@ -43,7 +43,7 @@
 // per output row, one contiguous copy per tap), described with the code in
 // layers/im2col.hpp. `automatic` takes wide for stride 1 when the layer pads or its
 // output rows are short (<= 16): lenet5 trained 8-12 % faster with it; keck was
-// slower; kernels one row high (1xK) keep rows (see choose_layout).
+// slower; kernels one row high (1xK) above MNIST size keep rows (see choose_layout).
 //
 // Padding: `valid` (none), `same` (TensorFlow: out = ceil(in / stride), the odd
 // pixel at the bottom/right) or `explicit_pad` (PyTorch's `padding=p`: p zero pixels
@@ -593,7 +593,8 @@ private:
     // The tap-by-tap paths over the padded image (im2col.hpp): dW (add_kernel_grad) and
     // the forward product (conv_taps), each for the wide layers its limits admit.
     bool tap_products() const { return g_.wide && filters_ <= kTapDotFilters; }
-    bool tap_forward() const { return g_.wide && filters_ <= kTapFilters && g_.ckk() <= kTapTaps; }
+    bool tap_forward_size() const { return filters_ <= kTapFilters && g_.ckk() <= kTapTaps; }
+    bool tap_forward() const { return g_.wide && tap_forward_size(); }
     bool pointwise() const { return kh_ == 1 && kw_ == 1 && stride_ == 1 && g_.pt == 0 && g_.pl == 0; }
 
     struct StripPlan {
@@ -738,7 +739,7 @@ private:
     void choose_layout() {
         bool w = false;
         if (im2col_ == Im2col::wide) w = true;
-        else if (im2col_ == Im2col::automatic && stride_ == 1)
+        else if (im2col_ == Im2col::automatic && stride_ == 1) {
             // Measured in training (docs/performance.md): wide wins for padded layers
             // (lenet5's first, the `best` model's) and short output rows (lenet5's second,
             // 10 pixels); rows wins for keck (27 pixels, 4 taps, no padding) and ties for
@@ -748,9 +749,12 @@ private:
             // add KW - 1 columns to every output row (17 -> 23 at 1x7, 8 -> 10 at 1x3),
             // multiply-adds that rows' shorter im2col copies cost less than; their forward
             // and backward ran about a fifth faster in rows (docs/performance.md). Their 7x1 and
-            // 3x1 twins keep wide, which has no extra column for them (KW = 1).
-            w = (g_.pt > 0 || g_.pl > 0 || g_.ow <= 16) && g_.oh * g_.ow <= kStripPixels &&
-                !(kh_ == 1 && kw_ > 1);
+            // 3x1 twins keep wide, which has no extra column for them (KW = 1). Only above
+            // the tap-by-tap forward's size, though: an MNIST-sized 1xK layer keeps wide
+            // and with it the tap paths, which were not measured against rows.
+            const bool one_row_big = kh_ == 1 && kw_ > 1 && !tap_forward_size();
+            w = (g_.pt > 0 || g_.pl > 0 || g_.ow <= 16) && g_.oh * g_.ow <= kStripPixels && !one_row_big;
+        }
         g_.wide = w;
         strips_ = !w && g_.oh * g_.ow > kStripPixels;
         work_.clear();  // resized for the new layout at the next pass
