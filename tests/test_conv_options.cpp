@@ -252,8 +252,9 @@ const LayoutCase kLayoutCases[] = {
     {Shape::image(5, 9, 10), 20, 3, 3, -1, Activation::relu, true, 2},
     {Shape::image(60, 4, 4), 3, 3, 3, -1, Activation::linear, true, 2},
     {Shape::image(2, 6, 6), 65, 3, 3, 1, Activation::linear, false, 2},
-    // Kernels one row high (Inception-v4's 1x7 and 1x3), which `automatic` gives the rows
-    // layout: padded on the left and right only.
+    // Kernels one row high (Inception-v4's 1x7 and 1x3, which `automatic` gives the rows
+    // layout above the tap-by-tap size; these small ones it gives wide): padded on the left
+    // and right only.
     {Shape::image(3, 5, 9), 4, 1, 7, -1, Activation::linear, true, 2},
     {Shape::image(2, 4, 8), 10, 1, 3, -1, Activation::relu, true, 2},
 };
