@@ -24,10 +24,13 @@
 // the forward time of every leaf layer summed by type, against the whole model's forward.
 // GFLOP/s counts the direct convolution's multiply-adds whatever the algorithm: layers
 // whose forward takes Winograd's F(2x2, 3x3) (layout "winograd", layers/winograd.hpp) do
-// 2.25x fewer in their products, so they can pass 100 % by that much.
+// 2.25x fewer in their products, those on F(m, K) along a 1xK or Kx1 kernel (layout
+// "winograd1d", layers/winograd_1d.hpp) 1.75x (K = 7) or 2x (K = 3) fewer, so they can
+// pass 100 % by that much.
 //
 // --conv-algorithm gemm|winograd: every Conv2D's inference forward on im2col + GEMM, or
-// every 3x3 stride-1 one's on Winograd's algorithm (default auto: the layer decides).
+// that of every layer which admits it (3x3, 1xK and Kx1 of stride 1) on Winograd's
+// algorithm (default auto: the layer decides).
 #include <kitnn/kitnn.hpp>
 #include <kitnn/zoo_imagenet.hpp>
 
@@ -117,16 +120,14 @@ std::string fixed(double v, int decimals) {
 }
 
 // --conv-algorithm gemm|winograd: every Conv2D (inside branches too: for_each_layer) gets
-// that algorithm; winograd only the 3x3 stride-1 ones (the others cannot take it).
+// that algorithm; winograd only the layers that admit it (3x3, 1xK and Kx1 of stride 1).
 void force_algorithm(Sequential<float>& m, const std::string& algorithm) {
     if (algorithm == "auto") return;
     detail::for_each_layer(m, [&](const std::string&, Layer<float>& l) {
         auto* conv = dynamic_cast<Conv2D<float>*>(&l);
         if (!conv) return;
-        const auto& k = conv->kernel().value;
         if (algorithm == "gemm") conv->set_algorithm(ConvAlgorithm::gemm);
-        else if (k.dimension(2) == 3 && k.dimension(3) == 3 && conv->stride() == 1)
-            conv->set_algorithm(ConvAlgorithm::winograd);
+        else if (conv->winograd_possible()) conv->set_algorithm(ConvAlgorithm::winograd);
     });
 }
 
@@ -212,7 +213,7 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
                     "| backward ms | GFLOP/s | %% GEMM |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: "
                     "| ---: | ---: |\n");
     else
-        std::printf("%-10s %-28s %-16s %-7s %10s %8s %7s %11s %8s %7s\n", "layer", "input -> output",
+        std::printf("%-10s %-28s %-16s %-10s %10s %8s %7s %11s %8s %7s\n", "layer", "input -> output",
                     "K x N / image", "layout", "fwd ms", "GFLOP/s", "%GEMM", "bwd ms", "GFLOP/s", "%GEMM");
     // Every leaf layer (inside Branches too) with its input, from one real forward pass.
     std::vector<Leaf> leaves;
@@ -244,7 +245,8 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
         const std::string shapes = si.str() + " -> " + so.str();
         const std::string kn = std::to_string(conv->kernel().value.size() / so.c()) + " x " +
                                std::to_string(so.h() * so.w());
-        const std::string layout = conv->winograd_forward(batch) ? "winograd"
+        const bool square = conv->kernel().value.dimension(2) == conv->kernel().value.dimension(3);
+        const std::string layout = conv->winograd_forward(batch) ? (square ? "winograd" : "winograd1d")
                                    : conv->strips()               ? "strips"
                                    : conv->im2col_layout() == Im2col::wide ? "wide"
                                                                            : "rows";
@@ -254,7 +256,7 @@ int run_layers(const std::string& name, int batch, int repeats, int threads, std
                         fixed(100 * gf / gemm, 0).c_str(), fixed(tb.median_ms, 2).c_str(), fixed(gb, 1).c_str(),
                         fixed(100 * gb / gemm, 0).c_str());
         else
-            std::printf("%-10s %-28s %-16s %-7s %10.2f %8.1f %6.0f%% %11.2f %8.1f %6.0f%%\n", leaf.where.c_str(),
+            std::printf("%-10s %-28s %-16s %-10s %10.2f %8.1f %6.0f%% %11.2f %8.1f %6.0f%%\n", leaf.where.c_str(),
                         shapes.c_str(), kn.c_str(), layout.c_str(), tf.median_ms, gf, 100 * gf / gemm, tb.median_ms,
                         gb, 100 * gb / gemm);
         std::fflush(stdout);
@@ -301,7 +303,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"auto", "rows", "wide"}))->capture_default_str();
     app.add_option("--conv-algorithm", algorithm,
                    "every Conv2D's inference forward: auto (each layer decides), gemm (im2col + GEMM) or winograd "
-                   "(F(2x2,3x3), the 3x3 stride-1 layers)")
+                   "(F(2x2,3x3) on the 3x3 stride-1 layers, F(m,K) on the 1xK and Kx1 ones)")
         ->check(CLI::IsMember({"auto", "gemm", "winograd"}))->capture_default_str();
     app.add_flag("--markdown", markdown, "with --layers: print the table as Markdown");
     try {

@@ -24,3 +24,4 @@
 #include "kitnn/layers/softmax.hpp"
 #include "kitnn/layers/tanh.hpp"
 #include "kitnn/layers/winograd.hpp"
+#include "kitnn/layers/winograd_1d.hpp"

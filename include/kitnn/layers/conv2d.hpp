@@ -36,7 +36,9 @@
 // project's Zen 4 (docs/performance.md). The chunk path keeps Eigen's product: MNIST
 // training goes through it, and its models' documented accuracies are those of Eigen's
 // rounding. And in inference only, large 3x3 stride-1 layers (128 channels and filters
-// and up) take Winograd's F(2x2, 3x3) instead (layers/winograd.hpp, forward_winograd).
+// and up) take Winograd's F(2x2, 3x3) instead (layers/winograd.hpp, forward_winograd), and
+// large 1xK and Kx1 ones (K = 3, 5, 7) F(m, K) along the kernel (layers/winograd_1d.hpp,
+// forward_winograd_1d).
 //
 // Layouts of col (Im2col, chosen per layer when it is built; both tested to agree):
 // `rows` (P = OH*OW columns per image) and `wide` (stride 1: Wp = OW + KW - 1 columns
@@ -64,6 +66,7 @@
 #include "kitnn/layers/padding.hpp"
 #include "kitnn/layers/registry.hpp"
 #include "kitnn/layers/winograd.hpp"
+#include "kitnn/layers/winograd_1d.hpp"
 
 #include <algorithm>
 #include <array>
@@ -78,8 +81,9 @@ namespace kitnn {
 enum class Im2col { automatic, rows, wide };
 
 // How Conv2D computes its inference forward pass: `automatic` (Winograd's F(2x2, 3x3) for
-// large 3x3 stride-1 layers, layers/winograd.hpp; im2col + GEMM otherwise), or one of the
-// two forced (winograd needs a 3x3 stride-1 layer). Training always takes the GEMM.
+// large 3x3 stride-1 layers, layers/winograd.hpp, and F(m, K) for large 1xK and Kx1 ones,
+// layers/winograd_1d.hpp; im2col + GEMM otherwise), or one of the two forced (winograd
+// needs a layer that admits it: winograd_possible()). Training always takes the GEMM.
 enum class ConvAlgorithm { automatic, gemm, winograd };
 
 template <class T>
@@ -154,18 +158,32 @@ public:
     }
     // Chooses the inference forward's algorithm (a speed knob, not part of the model file).
     void set_algorithm(ConvAlgorithm a) {
-        if (a == ConvAlgorithm::winograd && !(kh_ == 3 && kw_ == 3 && stride_ == 1))
-            throw std::invalid_argument("Conv2D: Winograd's F(2x2, 3x3) needs a 3x3 kernel with stride 1, this layer has " +
-                                        std::to_string(kh_) + "x" + std::to_string(kw_) + " stride " +
-                                        std::to_string(stride_));
+        if (a == ConvAlgorithm::winograd && !winograd_possible())
+            throw std::invalid_argument(
+                "Conv2D: Winograd's algorithm needs stride 1 and a 3x3 kernel, or a 1xK or Kx1 one with K = 3, 5 "
+                "or 7; this layer has " +
+                std::to_string(kh_) + "x" + std::to_string(kw_) + " stride " + std::to_string(stride_));
         algorithm_ = a;
     }
     ConvAlgorithm algorithm() const { return algorithm_; }
+    // True when the layer admits a Winograd forward: F(2x2, 3x3) for a 3x3 kernel
+    // (layers/winograd.hpp), F(m, K) along the kernel for a 1xK or Kx1 one
+    // (layers/winograd_1d.hpp; such a kernel is never padded across: its explicit padding
+    // is 0, "same" pads only along it).
+    bool winograd_possible() const {
+        if (stride_ != 1) return false;
+        return (kh_ == 3 && kw_ == 3) || line_taps() > 0;
+    }
     // True when a forward pass of `batch` images in inference mode (training = false)
     // takes Winograd's algorithm.
     bool winograd_forward(Eigen::Index batch, bool training = false) const {
-        if (training || kh_ != 3 || kw_ != 3 || stride_ != 1 || algorithm_ == ConvAlgorithm::gemm) return false;
+        if (training || !winograd_possible() || algorithm_ == ConvAlgorithm::gemm) return false;
         if (algorithm_ == ConvAlgorithm::winograd) return true;
+        if (line_taps() > 0) {  // F(m, K): its tiles are m outputs along the kernel
+            const Eigen::Index m = winograd1d::outputs_per_tile(line_taps());
+            const Eigen::Index tiles = batch * (kh_ == 1 ? g_.oh * ((g_.ow + m - 1) / m) : g_.ow * ((g_.oh + m - 1) / m));
+            return g_.c >= kWinogradMinChannels && filters_ >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
+        }
         const Eigen::Index tiles = batch * ((g_.oh + 1) / 2) * ((g_.ow + 1) / 2);
         return g_.c >= kWinogradMinChannels && filters_ >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
     }
@@ -186,7 +204,7 @@ public:
         const Eigen::Index N = x.dimension(0), P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc();
         ensure(y, N, this->out_);
         if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
-        if (winograd_forward(N, training)) return forward_winograd(x, y);
+        if (winograd_forward(N, training)) return line_taps() > 0 ? forward_winograd_1d(x, y) : forward_winograd(x, y);
         if (strips_) return forward_strips(x, y);
         if (N == 1) {  // one image: its channels and filters split across the threads
             // ... when its product is one Eigen would thread too (GemmThreads): below that,
@@ -497,6 +515,10 @@ private:
     // faster from 128 channels and filters (VGG-16's layers 4-12; its 14x14 ones from 3
     // images, 49 tiles each), slower with 64 (Inception-v4's 64 -> 96 layers up to 2x;
     // VGG-16's 64 -> 128 at one image 1.3x). No MNIST zoo layer has 128 input channels.
+    // The same limits serve F(m, K) along 1xK and Kx1 kernels, counting its tiles of m
+    // outputs: Inception-v4's 17x17 1x7 and 7x1 layers (192-320 channels) 1.3-1.6x faster
+    // at batch 8, its 8x8 1x3 and 3x1 ones (384-512) 1.5-2x; the stem's 64 -> 64 7x1 and
+    // 1x7 on 73x73 from 0.8x to 1.1x, so they keep the GEMM (docs/performance.md).
     static constexpr Eigen::Index kWinogradMinChannels = 128;
     static constexpr Eigen::Index kWinogradMinTiles = 128;
     struct WinogradScratch {
@@ -560,6 +582,89 @@ private:
 #pragma omp barrier
 #endif
                 winograd::transform_output(tg, M, F, r0, r1, F * t / nt, F * (t + 1) / nt, tb, b, relu, y.data(), work);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            }
+        }
+    }
+
+    // ---- Winograd's F(m, K) along a 1xK or Kx1 kernel (layers/winograd_1d.hpp) ----
+    // The same scheme as forward_winograd, with n = m + K - 1 products instead of 16:
+    //   U (n, F, C)   the transformed kernel, every pass
+    //   V (n, C, Tb)  the block's tiles (whole tile rows of J tiles), transformed
+    //   M (n, F, Tb)  = U[xi] V[xi], n single-threaded GEMMs, split across the threads
+    // K taps (0: not such a layer), stride 1.
+    int line_taps() const {
+        if (stride_ != 1 || (kh_ == 1) == (kw_ == 1)) return 0;
+        const int k = std::max(kh_, kw_);
+        return winograd1d::outputs_per_tile(k) > 0 ? k : 0;
+    }
+    void forward_winograd_1d(const Tensor<T>& x, Tensor<T>& y) {
+        const winograd1d::Matrices& w = winograd1d::matrices(line_taps());
+        const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_, n = w.n;
+        const bool along_w = kh_ == 1;  // 1xK: along the rows' width, lines across are columns
+        winograd1d::Lines lg{};
+        lg.C = C, lg.N = N, lg.m = w.m;
+        lg.L = along_w ? g_.w : g_.h;
+        lg.OL = along_w ? g_.ow : g_.oh;
+        lg.p = along_w ? g_.pl : g_.pt;
+        lg.J = along_w ? g_.h : g_.w;  // = the output's: no padding across
+        lg.sa = along_w ? 1 : g_.w;
+        lg.sj = along_w ? g_.w : 1;
+        lg.osa = along_w ? 1 : g_.ow;
+        lg.osj = along_w ? g_.ow : 1;
+        lg.plane = g_.h * g_.w;
+        lg.oplane = g_.oh * g_.ow;
+        const Eigen::Index rows_total = lg.rows(), J = lg.J;
+        // Tiles per block: V and M together about kWinogradBlockBytes, whole tile rows.
+        const Eigen::Index target =
+            std::max<Eigen::Index>(kWinogradTiles, kWinogradBlockBytes / Eigen::Index(n * sizeof(T) * (C + F)));
+        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / J));
+        const Eigen::Index blocks = (rows_total + block_rows - 1) / block_rows;
+        const std::int64_t macs = std::int64_t(n) * F * C * rows_total * J;
+        const int threads = threads_for(n, macs);
+        WinogradScratch& s = winograd_scratch();
+        s.U.resize(size_t(n * F * C));
+        s.V.resize(size_t(n * C * block_rows * J));
+        s.M.resize(size_t(n * F * block_rows * J));
+        const Eigen::Index scratch = lg.scratch(block_rows, int(n));
+        s.work.resize(size_t(threads * scratch));
+        T *U = s.U.data(), *V = s.V.data(), *M = s.M.data();
+        const T* b = bias_.value.data();
+        const bool relu = act_ == Activation::relu;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+        {
+            int t = 0, nt = 1;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+            nt = omp_get_num_threads();
+#endif
+            T* work = s.work.data() + t * scratch;
+            winograd1d::transform_kernel(w, kernel_.value.data(), F, C, F * t / nt, F * (t + 1) / nt, U, work);
+            for (Eigen::Index k = 0; k < blocks; ++k) {
+                const Eigen::Index r0 = k * block_rows, r1 = std::min(rows_total, r0 + block_rows);
+                const Eigen::Index tb = (r1 - r0) * J;  // this block's tiles: V's and M's row length
+                winograd1d::transform_input(w, lg, x.data(), r0, r1, C * t / nt, C * (t + 1) / nt, tb, V, work);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+                for (Eigen::Index xi = n * t / nt; xi < n * (t + 1) / nt; ++xi) {
+                    const T* Ux = U + xi * F * C;
+                    const T* Vx = V + xi * C * tb;
+                    T* Mx = M + xi * F * tb;
+                    if constexpr (gemm::available<T>())
+                        gemm::multiply<T>(tb, F, C, Vx, tb, Ux, C, Mx, tb);
+                    else
+                        MatMap<T>(Mx, F, tb).noalias() = ConstMatMap<T>(Ux, F, C) * ConstMatMap<T>(Vx, C, tb);
+                }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+                winograd1d::transform_output(w, lg, M, F, r0, r1, F * t / nt, F * (t + 1) / nt, tb, b, relu, y.data(),
+                                             work);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
