@@ -139,13 +139,24 @@ TEST_CASE("Winograd F(2x2,3x3): which layers `automatic` gives it to", "[conv2d]
     small_image.build(Shape::image(512, 14, 14), rng);
     CHECK_FALSE(small_image.winograd_forward(1));
     CHECK(small_image.winograd_forward(3));
-    // 64 input channels (VGG-16's second layer), or 96 filters: too shallow, too narrow.
+    // On outputs over 32x32 from 32 channels and filters (VGG-16's 64 -> 128 on 112x112,
+    // Inception-v4's 256 -> 96 on 35x35); on smaller ones 64 channels or 96 filters are
+    // too shallow or too narrow, and 16 channels too shallow anywhere.
+    Conv2D<float> large(128, K{3, 3}, Activation::relu, Padding::same);
+    large.build(Shape::image(64, 112, 112), rng);
+    CHECK(large.winograd_forward(1));
+    Conv2D<float> large_narrow(96, K{3, 3}, Activation::relu, Padding::same);
+    large_narrow.build(Shape::image(256, 35, 35), rng);
+    CHECK(large_narrow.winograd_forward(1));
     Conv2D<float> shallow(128, K{3, 3}, Activation::relu, Padding::same);
-    shallow.build(Shape::image(64, 56, 56), rng);
+    shallow.build(Shape::image(64, 32, 32), rng);
     CHECK_FALSE(shallow.winograd_forward(8));
     Conv2D<float> narrow(96, K{3, 3}, Activation::relu, Padding::same);
-    narrow.build(Shape::image(256, 35, 35), rng);
+    narrow.build(Shape::image(256, 17, 17), rng);
     CHECK_FALSE(narrow.winograd_forward(8));
+    Conv2D<float> very_shallow(64, K{3, 3}, Activation::relu, Padding::same);
+    very_shallow.build(Shape::image(16, 112, 112), rng);
+    CHECK_FALSE(very_shallow.winograd_forward(8));
     // No MNIST network's layer: their documented results are the GEMM's.
     for (const auto& name : zoo::mnist_models()) {
         auto m = zoo::mnist_model<float>(name, 1);

@@ -185,7 +185,10 @@ public:
             return g_.c >= kWinogradMinChannels && filters_ >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
         }
         const Eigen::Index tiles = batch * ((g_.oh + 1) / 2) * ((g_.ow + 1) / 2);
-        return g_.c >= kWinogradMinChannels && filters_ >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
+        const bool deep = g_.c >= kWinogradMinChannels && filters_ >= kWinogradMinChannels;
+        const bool large = g_.oh * g_.ow > kStripPixels && g_.c >= kWinogradMinChannelsLarge &&
+                           filters_ >= kWinogradMinChannelsLarge;
+        return (deep || large) && tiles >= kWinogradMinTiles;
     }
     // The layout in use once built: rows or wide.
     Im2col im2col_layout() const { return g_.wide ? Im2col::wide : Im2col::rows; }
@@ -511,15 +514,19 @@ private:
     static constexpr Eigen::Index kWinogradBlockBytes = Eigen::Index(4) << 20;
     // When `automatic` takes it: at least this many input channels (the products' depth)
     // and filters (their width), and enough tiles in the pass to pay for transforming the
-    // kernel. Measured layer by layer against the GEMM path (docs/performance.md): 1.1-1.5x
-    // faster from 128 channels and filters (VGG-16's layers 4-12; its 14x14 ones from 3
-    // images, 49 tiles each), slower with 64 (Inception-v4's 64 -> 96 layers up to 2x;
-    // VGG-16's 64 -> 128 at one image 1.3x). No MNIST zoo layer has 128 input channels.
-    // The same limits serve F(m, K) along 1xK and Kx1 kernels, counting its tiles of m
-    // outputs: Inception-v4's 17x17 1x7 and 7x1 layers (192-320 channels) 1.3-1.6x faster
-    // at batch 8, its 8x8 1x3 and 3x1 ones (384-512) 1.5-2x; the stem's 64 -> 64 7x1 and
-    // 1x7 on 73x73 from 0.8x to 1.1x, so they keep the GEMM (docs/performance.md).
+    // kernel. On outputs over 32x32 (kStripPixels: never an MNIST layer) from 32 channels
+    // and filters already. Measured layer by layer against the GEMM path, the two
+    // alternated pass by pass in one process (docs/performance.md): 1.1-1.5x faster from
+    // 128 channels and filters (VGG-16's layers 4-12; its 14x14 ones from 3 images, 49
+    // tiles each); on large images 1.3-1.6x from 32 (VGG-16's 64 -> 64 on 224x224 and 64 ->
+    // 128 on 112x112, Inception-v4's stem from 32 -> 32 on 147x147 to 96 -> 96 on 35x35, at
+    // one image and at 8). No MNIST zoo layer has 128 input channels or a 33x33 output.
+    // F(m, K) along 1xK and Kx1 kernels keeps 128 channels and filters, counting its tiles
+    // of m outputs: Inception-v4's 17x17 1x7 and 7x1 layers (192-320 channels) 1.3-1.6x
+    // faster at batch 8, its 8x8 1x3 and 3x1 ones (384-512) 1.5-2x; the stem's 64 -> 64 7x1
+    // and 1x7 on 73x73 0.96-1.14x, so they keep the GEMM.
     static constexpr Eigen::Index kWinogradMinChannels = 128;
+    static constexpr Eigen::Index kWinogradMinChannelsLarge = 32;
     static constexpr Eigen::Index kWinogradMinTiles = 128;
     struct WinogradScratch {
         std::vector<T> U, V, M, work;  // work: each thread's scratch of the transforms
