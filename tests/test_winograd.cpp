@@ -2,14 +2,13 @@
 // im2col + GEMM path: every padding, odd and tiny sizes, several images per tile block
 // and blocks that cut through images, bias and ReLU, double and float, 1 and 2 threads;
 // which layers `automatic` gives it to; and the refusals.
-#include "gradient_check.hpp"
+#include "winograd_compare.hpp"
 
 #include <array>
 #include <cmath>
 #include <stdexcept>
 
 using namespace kitnn;
-using kitnn_test::random_tensor;
 using K = std::array<int, 2>;
 
 namespace {
@@ -52,68 +51,26 @@ Conv2D<T> make(const Case& c) {
                      Init::glorot_uniform, c.bias);
 }
 
-// The layer's inference forward of x with the given algorithm; a random non-zero bias.
 template <class T>
 Tensor<T> run(const Case& c, ConvAlgorithm a, const Tensor<T>& x, int threads = 0) {
-    Conv2D<T> conv = make<T>(c);
-    Rng rng(41);
-    conv.build(c.in, rng);
-    if (c.bias)
-        for (Eigen::Index i = 0; i < conv.bias().value.size(); ++i) conv.bias().value.data()[i] = T(rng.normal());
-    conv.set_algorithm(a);
-    const int saved = max_threads();
-    if (threads > 0) set_threads(threads);
-    Tensor<T> y;
-    conv.forward(x, y, false);
-    set_threads(saved);
-    return y;
+    return kitnn_test::winograd_run<T>(make<T>(c), c.in, 41, a, x, threads);
 }
 
 template <class T>
 Tensor<T> input(const Case& c) {
-    Rng rng(7);
-    const Tensor<double> xd = random_tensor(c.batch, c.in, rng);
-    Tensor<T> x(xd.dimensions());
-    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = T(xd.data()[i]);
-    return x;
+    return kitnn_test::winograd_input<T>(c.batch, c.in, 42);
 }
 
 }  // namespace
 
-TEST_CASE("Winograd F(2x2,3x3) equals the GEMM path (double)", "[conv2d][winograd]") {
+TEST_CASE("Winograd F(2x2,3x3) equals the GEMM path: in double exactly, in float within rounding",
+          "[conv2d][winograd]") {
     for (const auto& c : kCases) {
         INFO(describe(c));
-        const auto x = input<double>(c);
-        const auto ref = run<double>(c, ConvAlgorithm::gemm, x);
-        const auto y = run<double>(c, ConvAlgorithm::winograd, x);
-        REQUIRE(y.dimensions() == ref.dimensions());
-        double worst = 0, scale = 0;
-        for (Eigen::Index i = 0; i < y.size(); ++i) {
-            worst = std::max(worst, std::abs(y.data()[i] - ref.data()[i]));
-            scale = std::max(scale, std::abs(ref.data()[i]));
-        }
-        CHECK(scale > 0.1);  // not a comparison of zeros
-        CHECK(worst <= 1e-13 * std::max(1.0, scale));
-    }
-}
-
-TEST_CASE("Winograd F(2x2,3x3) in float: within rounding of the double result", "[conv2d][winograd]") {
-    for (const auto& c : kCases) {
-        INFO(describe(c));
-        const auto ref = run<double>(c, ConvAlgorithm::gemm, input<double>(c));
-        const auto xf = input<float>(c);
-        const auto yw = run<float>(c, ConvAlgorithm::winograd, xf);
-        const auto yg = run<float>(c, ConvAlgorithm::gemm, xf);
-        double worst_w = 0, worst_g = 0, scale = 0;
-        for (Eigen::Index i = 0; i < ref.size(); ++i) {
-            worst_w = std::max(worst_w, std::abs(double(yw.data()[i]) - ref.data()[i]));
-            worst_g = std::max(worst_g, std::abs(double(yg.data()[i]) - ref.data()[i]));
-            scale = std::max(scale, std::abs(ref.data()[i]));
-        }
-        INFO("winograd " << worst_w << ", gemm " << worst_g << ", scale " << scale);
-        // The transforms add up to 9 terms before and after the products: a few float
-        // ulps of the output's scale (float's ulp at 1 is 1.2e-7).
-        CHECK(worst_w <= 2e-6 * std::max(1.0, scale));
+        // Float: the transforms add up to 9 terms before and after the products, a few
+        // float ulps of the output's scale (float's ulp at 1 is 1.2e-7).
+        kitnn_test::check_winograd_against_gemm([&] { return make<double>(c); }, [&] { return make<float>(c); }, c.in,
+                                                c.batch, 41, 2e-6);
     }
 }
 
@@ -142,43 +99,28 @@ TEST_CASE("Winograd F(2x2,3x3): which layers `automatic` gives it to", "[conv2d]
     // On outputs over 32x32 from 32 channels and filters (VGG-16's 64 -> 128 on 112x112,
     // Inception-v4's 256 -> 96 on 35x35); on smaller ones 64 channels or 96 filters are
     // too shallow or too narrow, and 16 channels too shallow anywhere.
-    Conv2D<float> large(128, K{3, 3}, Activation::relu, Padding::same);
-    large.build(Shape::image(64, 112, 112), rng);
-    CHECK(large.winograd_forward(1));
-    Conv2D<float> large_narrow(96, K{3, 3}, Activation::relu, Padding::same);
-    large_narrow.build(Shape::image(256, 35, 35), rng);
-    CHECK(large_narrow.winograd_forward(1));
-    Conv2D<float> shallow(128, K{3, 3}, Activation::relu, Padding::same);
-    shallow.build(Shape::image(64, 32, 32), rng);
-    CHECK_FALSE(shallow.winograd_forward(8));
-    Conv2D<float> narrow(96, K{3, 3}, Activation::relu, Padding::same);
-    narrow.build(Shape::image(256, 17, 17), rng);
-    CHECK_FALSE(narrow.winograd_forward(8));
-    Conv2D<float> very_shallow(64, K{3, 3}, Activation::relu, Padding::same);
-    very_shallow.build(Shape::image(16, 112, 112), rng);
-    CHECK_FALSE(very_shallow.winograd_forward(8));
-    // No MNIST network's layer: their documented results are the GEMM's.
-    for (const auto& name : zoo::mnist_models()) {
-        auto m = zoo::mnist_model<float>(name, 1);
-        for (size_t i = 0; i < m.size(); ++i)
-            if (auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i))) {
-                INFO(name << " layer " << i);
-                CHECK_FALSE(conv->winograd_forward(10000));
-            }
+    struct Expect {
+        int filters;
+        Shape in;
+        Eigen::Index batch;
+        bool winograd;
+    };
+    const Expect expected[] = {
+        {128, Shape::image(64, 112, 112), 1, true}, {96, Shape::image(256, 35, 35), 1, true},
+        {128, Shape::image(64, 32, 32), 8, false},  {96, Shape::image(256, 17, 17), 8, false},
+        {64, Shape::image(16, 112, 112), 8, false},
+    };
+    for (const auto& e : expected) {
+        INFO(e.in.str() << " -> " << e.filters << " filters, batch " << e.batch);
+        Conv2D<float> conv(e.filters, K{3, 3}, Activation::relu, Padding::same);
+        conv.build(e.in, rng);
+        CHECK(conv.winograd_forward(e.batch) == e.winograd);
     }
-    // Training mode takes the GEMM even when forced: the same bits as the GEMM path.
+    // No MNIST network's layer: their documented results are the GEMM's.
+    kitnn_test::check_no_mnist_layer_takes_winograd();
+    // Training mode takes the GEMM even when forced.
     const Case& c = kCases[9];
-    const auto x = input<float>(c);
-    Conv2D<float> a = make<float>(c), b = make<float>(c);
-    Rng ra(5), rb(5);
-    a.build(c.in, ra);
-    b.build(c.in, rb);
-    a.set_algorithm(ConvAlgorithm::winograd);
-    b.set_algorithm(ConvAlgorithm::gemm);
-    Tensor<float> ya, yb;
-    a.forward(x, ya, true);
-    b.forward(x, yb, true);
-    for (Eigen::Index i = 0; i < ya.size(); ++i) REQUIRE(ya.data()[i] == yb.data()[i]);
+    kitnn_test::check_training_takes_gemm([&] { return make<float>(c); }, c.in, input<float>(c));
 }
 
 TEST_CASE("Winograd F(2x2,3x3) is refused for other kernels and strides", "[conv2d][winograd]") {

@@ -4,14 +4,13 @@
 // kernel and than a tile, several images per block and blocks that cut through images,
 // bias and ReLU, double and float, 1 and 2 threads; which layers `automatic` gives it
 // to; and the refusals.
-#include "gradient_check.hpp"
+#include "winograd_compare.hpp"
 
 #include <array>
 #include <cmath>
 #include <stdexcept>
 
 using namespace kitnn;
-using kitnn_test::random_tensor;
 using K = std::array<int, 2>;
 
 namespace {
@@ -58,30 +57,14 @@ Conv2D<T> make(const Case& c) {
                      c.bias);
 }
 
-// The layer's inference forward of x with the given algorithm; a random non-zero bias.
 template <class T>
 Tensor<T> run(const Case& c, ConvAlgorithm a, const Tensor<T>& x, int threads = 0) {
-    Conv2D<T> conv = make<T>(c);
-    Rng rng(43);
-    conv.build(c.in, rng);
-    if (c.bias)
-        for (Eigen::Index i = 0; i < conv.bias().value.size(); ++i) conv.bias().value.data()[i] = T(rng.normal());
-    conv.set_algorithm(a);
-    const int saved = max_threads();
-    if (threads > 0) set_threads(threads);
-    Tensor<T> y;
-    conv.forward(x, y, false);
-    set_threads(saved);
-    return y;
+    return kitnn_test::winograd_run<T>(make<T>(c), c.in, 43, a, x, threads);
 }
 
 template <class T>
 Tensor<T> input(const Case& c) {
-    Rng rng(9);
-    const Tensor<double> xd = random_tensor(c.batch, c.in, rng);
-    Tensor<T> x(xd.dimensions());
-    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = T(xd.data()[i]);
-    return x;
+    return kitnn_test::winograd_input<T>(c.batch, c.in, 44);
 }
 
 }  // namespace
@@ -120,42 +103,17 @@ TEST_CASE("Winograd F(m, r): the Toom-Cook matrices compute the correlation", "[
     CHECK(winograd1d::outputs_per_tile(9) == 0);
 }
 
-TEST_CASE("Winograd F(m, K) along 1xK and Kx1 kernels equals the GEMM path (double)", "[conv2d][winograd]") {
+TEST_CASE("Winograd F(m, K) along 1xK and Kx1 kernels equals the GEMM path: in double exactly, in float "
+          "within rounding",
+          "[conv2d][winograd]") {
     for (const auto& c : kCases) {
         INFO(describe(c));
-        const auto x = input<double>(c);
-        const auto ref = run<double>(c, ConvAlgorithm::gemm, x);
-        const auto y = run<double>(c, ConvAlgorithm::winograd, x);
-        REQUIRE(y.dimensions() == ref.dimensions());
-        double worst = 0, scale = 0;
-        for (Eigen::Index i = 0; i < y.size(); ++i) {
-            worst = std::max(worst, std::abs(y.data()[i] - ref.data()[i]));
-            scale = std::max(scale, std::abs(ref.data()[i]));
-        }
-        CHECK(scale > 0.1);  // not a comparison of zeros
-        CHECK(worst <= 1e-13 * std::max(1.0, scale));
-    }
-}
-
-TEST_CASE("Winograd F(m, K) in float: within rounding of the double result", "[conv2d][winograd]") {
-    for (const auto& c : kCases) {
-        INFO(describe(c));
-        const auto ref = run<double>(c, ConvAlgorithm::gemm, input<double>(c));
-        const auto xf = input<float>(c);
-        const auto yw = run<float>(c, ConvAlgorithm::winograd, xf);
-        const auto yg = run<float>(c, ConvAlgorithm::gemm, xf);
-        double worst_w = 0, worst_g = 0, scale = 0;
-        for (Eigen::Index i = 0; i < ref.size(); ++i) {
-            worst_w = std::max(worst_w, std::abs(double(yw.data()[i]) - ref.data()[i]));
-            worst_g = std::max(worst_g, std::abs(double(yg.data()[i]) - ref.data()[i]));
-            scale = std::max(scale, std::abs(ref.data()[i]));
-        }
-        INFO("winograd " << worst_w << ", gemm " << worst_g << ", scale " << scale);
-        // The transforms weigh inputs by up to 10 and the products by powers of 2 before
-        // the sums cancel down to the output: F(2, 7) rounds about 4 times as much as the
-        // direct sum (128 channels: 1.2e-5 against 3.0e-6 at a scale of 5.9), still some 25
-        // float ulps of the output's scale; a wrong tap or tile would be off by the scale.
-        CHECK(worst_w <= 4e-6 * std::max(1.0, scale));
+        // Float: the transforms weigh inputs by up to 10 and the products by powers of 2
+        // before the sums cancel down to the output: F(2, 7) rounds about 4 times as much
+        // as the direct sum (128 channels: 1.2e-5 against 3.0e-6 at a scale of 5.9), still
+        // some 25 float ulps of the output's scale; a wrong tap or tile would be off by the scale.
+        kitnn_test::check_winograd_against_gemm([&] { return make<double>(c); }, [&] { return make<float>(c); }, c.in,
+                                                c.batch, 43, 4e-6);
     }
 }
 
@@ -187,27 +145,10 @@ TEST_CASE("Winograd F(m, K): which layers `automatic` gives it to", "[conv2d][wi
     stem.build(Shape::image(64, 73, 73), rng);
     CHECK_FALSE(stem.winograd_forward(8));
     // No MNIST network's layer (none has a 1xK kernel, and training never takes it).
-    for (const auto& name : zoo::mnist_models()) {
-        auto m = zoo::mnist_model<float>(name, 1);
-        for (size_t i = 0; i < m.size(); ++i)
-            if (auto* conv = dynamic_cast<Conv2D<float>*>(&m.layer(i))) {
-                INFO(name << " layer " << i);
-                CHECK_FALSE(conv->winograd_forward(10000));
-            }
-    }
-    // Training mode takes the GEMM even when forced: the same bits as the GEMM path.
+    kitnn_test::check_no_mnist_layer_takes_winograd();
+    // Training mode takes the GEMM even when forced.
     const Case& c = kCases[1];
-    const auto x = input<float>(c);
-    Conv2D<float> a = make<float>(c), b = make<float>(c);
-    Rng ra(5), rb(5);
-    a.build(c.in, ra);
-    b.build(c.in, rb);
-    a.set_algorithm(ConvAlgorithm::winograd);
-    b.set_algorithm(ConvAlgorithm::gemm);
-    Tensor<float> ya, yb;
-    a.forward(x, ya, true);
-    b.forward(x, yb, true);
-    for (Eigen::Index i = 0; i < ya.size(); ++i) REQUIRE(ya.data()[i] == yb.data()[i]);
+    kitnn_test::check_training_takes_gemm([&] { return make<float>(c); }, c.in, input<float>(c));
 }
 
 TEST_CASE("Winograd F(m, K) is refused for other kernels and strides", "[conv2d][winograd]") {

@@ -535,27 +535,29 @@ private:
         static thread_local WinogradScratch s;
         return s;
     }
-    void forward_winograd(const Tensor<T>& x, Tensor<T>& y) {
-        const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_;
-        const winograd::Tiling tg{C, g_.h, g_.w, g_.oh, g_.ow, g_.pt, g_.pl, (g_.oh + 1) / 2, (g_.ow + 1) / 2, N};
-        const Eigen::Index rows_total = tg.rows(), E = tg.E();
-        // Tiles per block: V and M together about kWinogradBlockBytes (16 (C + F) values
-        // per tile), at least kWinogradTiles; whole tile rows.
+    // The driver both Winograd forms share: n products per tile, rows_total tile rows of
+    // row_tiles tiles, cut into blocks of whole tile rows; `kernel_tf(f0, f1, U, work)`,
+    // `input_tf(r0, r1, c0, c1, tb, V, work)` and `output_tf(M, r0, r1, f0, f1, tb, work)`
+    // are the form's transforms, `scratch(rows)` its per-thread work for blocks of `rows`.
+    template <class Scratch, class KernelTf, class InputTf, class OutputTf>
+    void run_winograd(Eigen::Index n, Eigen::Index rows_total, Eigen::Index row_tiles, Scratch scratch_of,
+                      KernelTf kernel_tf, InputTf input_tf, OutputTf output_tf) {
+        const Eigen::Index C = g_.c, F = filters_;
+        // Tiles per block: V and M together about kWinogradBlockBytes (n (C + F) values per
+        // tile), at least kWinogradTiles; whole tile rows.
         const Eigen::Index target =
-            std::max<Eigen::Index>(kWinogradTiles, kWinogradBlockBytes / Eigen::Index(16 * sizeof(T) * (C + F)));
-        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / E));
+            std::max<Eigen::Index>(kWinogradTiles, kWinogradBlockBytes / Eigen::Index(n * sizeof(T) * (C + F)));
+        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / row_tiles));
         const Eigen::Index blocks = (rows_total + block_rows - 1) / block_rows;
-        const std::int64_t macs = std::int64_t(16) * F * C * rows_total * E;
-        const int threads = threads_for(16, macs);
+        const std::int64_t macs = std::int64_t(n) * F * C * rows_total * row_tiles;
+        const int threads = threads_for(n, macs);
         WinogradScratch& s = winograd_scratch();
-        s.U.resize(size_t(16 * F * C));
-        s.V.resize(size_t(16 * C * block_rows * E));
-        s.M.resize(size_t(16 * F * block_rows * E));
-        const Eigen::Index scratch = tg.scratch(block_rows);
+        s.U.resize(size_t(n * F * C));
+        s.V.resize(size_t(n * C * block_rows * row_tiles));
+        s.M.resize(size_t(n * F * block_rows * row_tiles));
+        const Eigen::Index scratch = scratch_of(block_rows);
         s.work.resize(size_t(threads * scratch));
         T *U = s.U.data(), *V = s.V.data(), *M = s.M.data();
-        const T* b = bias_.value.data();
-        const bool relu = act_ == Activation::relu;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
@@ -566,15 +568,15 @@ private:
             nt = omp_get_num_threads();
 #endif
             T* work = s.work.data() + t * scratch;
-            winograd::transform_kernel(kernel_.value.data(), F, C, F * t / nt, F * (t + 1) / nt, U, work);
+            kernel_tf(F * t / nt, F * (t + 1) / nt, U, work);
             for (Eigen::Index k = 0; k < blocks; ++k) {
                 const Eigen::Index r0 = k * block_rows, r1 = std::min(rows_total, r0 + block_rows);
-                const Eigen::Index tb = (r1 - r0) * E;  // this block's slots: V's and M's row length
-                winograd::transform_input(tg, x.data(), r0, r1, C * t / nt, C * (t + 1) / nt, tb, V, work);
+                const Eigen::Index tb = (r1 - r0) * row_tiles;  // this block's tiles: V's and M's row length
+                input_tf(r0, r1, C * t / nt, C * (t + 1) / nt, tb, V, work);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-                for (int xi = 16 * t / nt; xi < 16 * (t + 1) / nt; ++xi) {
+                for (Eigen::Index xi = n * t / nt; xi < n * (t + 1) / nt; ++xi) {
                     const T* Ux = U + xi * F * C;
                     const T* Vx = V + xi * C * tb;
                     T* Mx = M + xi * F * tb;
@@ -588,12 +590,28 @@ private:
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-                winograd::transform_output(tg, M, F, r0, r1, F * t / nt, F * (t + 1) / nt, tb, b, relu, y.data(), work);
+                output_tf(M, r0, r1, F * t / nt, F * (t + 1) / nt, tb, work);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
             }
         }
+    }
+    void forward_winograd(const Tensor<T>& x, Tensor<T>& y) {
+        const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_;
+        const winograd::Tiling tg{C, g_.h, g_.w, g_.oh, g_.ow, g_.pt, g_.pl, (g_.oh + 1) / 2, (g_.ow + 1) / 2, N};
+        const T* b = bias_.value.data();
+        const bool relu = act_ == Activation::relu;
+        run_winograd(
+            16, tg.rows(), tg.E(), [&](Eigen::Index rows) { return tg.scratch(rows); },
+            [&](Eigen::Index f0, Eigen::Index f1, T* U, T* work) {
+                winograd::transform_kernel(kernel_.value.data(), F, C, f0, f1, U, work);
+            },
+            [&](Eigen::Index r0, Eigen::Index r1, Eigen::Index c0, Eigen::Index c1, Eigen::Index tb, T* V, T* work) {
+                winograd::transform_input(tg, x.data(), r0, r1, c0, c1, tb, V, work);
+            },
+            [&](const T* M, Eigen::Index r0, Eigen::Index r1, Eigen::Index f0, Eigen::Index f1, Eigen::Index tb,
+                T* work) { winograd::transform_output(tg, M, F, r0, r1, f0, f1, tb, b, relu, y.data(), work); });
     }
 
     // ---- Winograd's F(m, K) along a 1xK or Kx1 kernel (layers/winograd_1d.hpp) ----
@@ -609,7 +627,7 @@ private:
     }
     void forward_winograd_1d(const Tensor<T>& x, Tensor<T>& y) {
         const winograd1d::Matrices& w = winograd1d::matrices(line_taps());
-        const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_, n = w.n;
+        const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_;
         const bool along_w = kh_ == 1;  // 1xK: along the rows' width, lines across are columns
         winograd1d::Lines lg{};
         lg.C = C, lg.N = N, lg.m = w.m;
@@ -623,60 +641,18 @@ private:
         lg.osj = along_w ? g_.ow : 1;
         lg.plane = g_.h * g_.w;
         lg.oplane = g_.oh * g_.ow;
-        const Eigen::Index rows_total = lg.rows(), J = lg.J;
-        // Tiles per block: V and M together about kWinogradBlockBytes, whole tile rows.
-        const Eigen::Index target =
-            std::max<Eigen::Index>(kWinogradTiles, kWinogradBlockBytes / Eigen::Index(n * sizeof(T) * (C + F)));
-        const Eigen::Index block_rows = std::min(rows_total, std::max<Eigen::Index>(1, target / J));
-        const Eigen::Index blocks = (rows_total + block_rows - 1) / block_rows;
-        const std::int64_t macs = std::int64_t(n) * F * C * rows_total * J;
-        const int threads = threads_for(n, macs);
-        WinogradScratch& s = winograd_scratch();
-        s.U.resize(size_t(n * F * C));
-        s.V.resize(size_t(n * C * block_rows * J));
-        s.M.resize(size_t(n * F * block_rows * J));
-        const Eigen::Index scratch = lg.scratch(block_rows, int(n));
-        s.work.resize(size_t(threads * scratch));
-        T *U = s.U.data(), *V = s.V.data(), *M = s.M.data();
         const T* b = bias_.value.data();
         const bool relu = act_ == Activation::relu;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-        {
-            int t = 0, nt = 1;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-            nt = omp_get_num_threads();
-#endif
-            T* work = s.work.data() + t * scratch;
-            winograd1d::transform_kernel(w, kernel_.value.data(), F, C, F * t / nt, F * (t + 1) / nt, U, work);
-            for (Eigen::Index k = 0; k < blocks; ++k) {
-                const Eigen::Index r0 = k * block_rows, r1 = std::min(rows_total, r0 + block_rows);
-                const Eigen::Index tb = (r1 - r0) * J;  // this block's tiles: V's and M's row length
-                winograd1d::transform_input(w, lg, x.data(), r0, r1, C * t / nt, C * (t + 1) / nt, tb, V, work);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-                for (Eigen::Index xi = n * t / nt; xi < n * (t + 1) / nt; ++xi) {
-                    const T* Ux = U + xi * F * C;
-                    const T* Vx = V + xi * C * tb;
-                    T* Mx = M + xi * F * tb;
-                    if constexpr (gemm::available<T>())
-                        gemm::multiply<T>(tb, F, C, Vx, tb, Ux, C, Mx, tb);
-                    else
-                        MatMap<T>(Mx, F, tb).noalias() = ConstMatMap<T>(Ux, F, C) * ConstMatMap<T>(Vx, C, tb);
-                }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-                winograd1d::transform_output(w, lg, M, F, r0, r1, F * t / nt, F * (t + 1) / nt, tb, b, relu, y.data(),
-                                             work);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            }
-        }
+        run_winograd(
+            w.n, lg.rows(), lg.J, [&](Eigen::Index rows) { return lg.scratch(rows, w.n); },
+            [&](Eigen::Index f0, Eigen::Index f1, T* U, T* work) {
+                winograd1d::transform_kernel(w, kernel_.value.data(), F, C, f0, f1, U, work);
+            },
+            [&](Eigen::Index r0, Eigen::Index r1, Eigen::Index c0, Eigen::Index c1, Eigen::Index tb, T* V, T* work) {
+                winograd1d::transform_input(w, lg, x.data(), r0, r1, c0, c1, tb, V, work);
+            },
+            [&](const T* M, Eigen::Index r0, Eigen::Index r1, Eigen::Index f0, Eigen::Index f1, Eigen::Index tb,
+                T* work) { winograd1d::transform_output(w, lg, M, F, r0, r1, f0, f1, tb, b, relu, y.data(), work); });
     }
 
     // ---- Strips: large images (more than kStripPixels output pixels), rows layout ----

@@ -38,6 +38,8 @@
 // an image row, contiguous); a 1xK kernel along W (a line across is an image column).
 #pragma once
 
+#include "kitnn/layers/winograd.hpp"
+
 #include <Eigen/Core>
 #include <Eigen/LU>
 
@@ -116,12 +118,9 @@ inline const Matrices& matrices(int r) {
     }
 }
 
-template <class T>
-using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
-template <class T>
-using RowMap = Eigen::Map<Row<T>>;
-template <class T>
-using ConstRowMap = Eigen::Map<const Row<T>>;
+using winograd::ConstRowMap;  // the 2-D form's vectors (layers/winograd.hpp)
+using winograd::Row;
+using winograd::RowMap;
 
 // acc = sum_k coef[k] run(k) over k < count, skipping zero coefficients (most of B^T's
 // and A^T's rows have some): the first term assigned, the rest added, no zeroing pass.
