@@ -522,9 +522,10 @@ private:
     // 128 on 112x112, Inception-v4's stem from 32 -> 32 on 147x147 to 96 -> 96 on 35x35, at
     // one image and at 8). No MNIST zoo layer has 128 input channels or a 33x33 output.
     // F(m, K) along 1xK and Kx1 kernels keeps 128 channels and filters, counting its tiles
-    // of m outputs: Inception-v4's 17x17 1x7 and 7x1 layers (192-320 channels) 1.3-1.6x
-    // faster at batch 8, its 8x8 1x3 and 3x1 ones (384-512) 1.5-2x; the stem's 64 -> 64 7x1
-    // and 1x7 on 73x73 0.96-1.14x, so they keep the GEMM.
+    // of m outputs: Inception-v4's 17x17 1x7 and 7x1 layers (192-320 channels) 1.4-1.9x
+    // faster at batch 8 and 1.1-1.6x at one image, its 8x8 1x3 and 3x1 ones (384-512) at
+    // batch 8 1.05-1.4x (fastest passes; medians 1.2-1.5x), at one image (16 tiles) 0.4-0.6x
+    // and not taken; the stem's 64 -> 64 7x1 and 1x7 on 73x73 0.96-1.14x, so they keep the GEMM.
     static constexpr Eigen::Index kWinogradMinChannels = 128;
     static constexpr Eigen::Index kWinogradMinChannelsLarge = 32;
     static constexpr Eigen::Index kWinogradMinTiles = 128;

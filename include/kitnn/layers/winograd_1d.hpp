@@ -69,7 +69,8 @@ inline Matrices toom_cook(int m, int r) {
     if (m < 1 || r < 1 || n - 1 > int(sizeof kPoints / sizeof kPoints[0]))
         throw std::invalid_argument("winograd1d: F(" + std::to_string(m) + ", " + std::to_string(r) +
                                     ") needs more than 8 points");
-    // powers(a, k): row of a Vandermonde matrix, k columns; infinity: (0, ..., 0, 1)
+    // Entry k of point i's row of a Vandermonde matrix of `cols` columns: a_i^k; the
+    // point at infinity (the last, i = n_pts - 1) has the row (0, ..., 0, 1).
     auto power_row = [](int i, int n_pts, int cols, int k) {
         if (i == n_pts - 1) return k == cols - 1 ? 1.0 : 0.0;
         double v = 1.0;
