@@ -81,6 +81,10 @@ if run_logged subdir_configure cmake -S "$src/tests/consumer" -B "$work/subdir" 
   check_output subdir_run
   [[ ! -e "$work/subdir/kitnn/tests" && ! -e "$work/subdir/kitnn/examples" ]] &&
     ok "add_subdirectory built no kitnn tests/examples" || bad "add_subdirectory built kitnn's own programs"
+  # Nor the layer libraries of kitnn's own programs (KITNN_PRECOMPILED_LAYERS): a user's
+  # build compiles only what the user's targets need.
+  ! grep -q 'kitnn_layers_' "$work/subdir_build.log" &&
+    ok "add_subdirectory compiled no kitnn_layers_* library" || bad "add_subdirectory compiled kitnn's layer libraries"
 fi
 
 echo "consumer: $fails failure(s); logs in $work"
