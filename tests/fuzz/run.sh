@@ -43,32 +43,73 @@ jobs=${KITNN_JOBS:-$(nproc)}
 
 # 1. Build the targets that are missing or older than their sources, up to $jobs at once.
 # Rebuilt when the target or any kitnn header is newer than the binary.
+# fuzz_model and fuzz_onnx load models, so they instantiate every layer of the registry
+# in float and double; those layers are compiled once, as two objects built side by side
+# (cmake/kitnn_layers.cpp, as kitnn's CMake build does: KITNN_PRECOMPILED_LAYERS in
+# include/kitnn/layers/registry.hpp), with the same flags (the same instrumentation)
+# and linked into both: the stage builds in about two thirds of the time.
+stale() {  # stale OUTPUT SOURCE...: OUTPUT is missing or older than a source or a header
+  local out=$1; shift
+  [[ ! -e "$out" || -n "$(find "$@" "$here/fuzz_common.hpp" "$root/include" -newer "$out" -print -quit)" ]]
+}
+# compile NAME OUTPUT ARGS...: runs "$cxx flags deps ARGS -o OUTPUT.new" in the
+# background (at most $jobs at once), its log and exit code in $build/build_NAME.*
 building=()
+compile() {
+  local name=$1 out=$2; shift 2
+  while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n; done
+  echo "== building $name with $cxx"
+  # shellcheck disable=SC2086  # $deps is a list of flags
+  ( "$cxx" "${flags[@]}" $deps "$@" -o "$out.new" > "$build/build_$name.log" 2>&1
+    echo $? > "$build/build_$name.rc" ) &
+  building+=("$name:$out")
+}
+finish() {  # waits for every compile; moves each output into place, or fails naming it
+  wait
+  local b
+  for b in "${building[@]}"; do
+    if [[ "$(cat "$build/build_${b%%:*}.rc" 2>/dev/null)" == 0 ]]; then
+      mv "${b#*:}.new" "${b#*:}"
+    else
+      cat "$build/build_${b%%:*}.log" >&2
+      echo "run.sh: build of ${b%%:*} failed" >&2
+      exit 1
+    fi
+  done
+  building=()
+}
+uses_layers() { [[ $1 == model || $1 == onnx ]]; }
+layer_objs=("$build/layers_float.o" "$build/layers_double.o")
 for t in "${targets[@]}"; do
-  src=$here/fuzz_$t.cpp
-  [[ -f "$src" ]] || { echo "run.sh: no target '$t' ($src)" >&2; exit 2; }
-  bin=$build/fuzz_$t
-  if [[ ! -x "$bin" || -n "$(find "$src" "$here/fuzz_common.hpp" "$root/include" -newer "$bin" -print -quit)" ]]; then
-    while [[ $(jobs -rp | wc -l) -ge $jobs ]]; do wait -n; done
-    echo "== building fuzz_$t with $cxx"
-    extra=()  # the ONNX importer links Debian's libonnx_proto and protobuf
-    [[ $t == onnx ]] && extra=(-DONNX_NAMESPACE=onnx -DONNX_ML=1 -lonnx_proto -lprotobuf)
-    # shellcheck disable=SC2086  # $deps is a list of flags
-    ( "$cxx" "${flags[@]}" $deps "$src" -o "$bin.new" -lz "${extra[@]}" > "$build/build_$t.log" 2>&1
-      echo $? > "$build/build_$t.rc" ) &
-    building+=("$t")
+  [[ -f "$here/fuzz_$t.cpp" ]] || { echo "run.sh: no target '$t' ($here/fuzz_$t.cpp)" >&2; exit 2; }
+done
+# First the layer objects (when a target needs them) and the targets without layers.
+for t in "${targets[@]}"; do
+  if uses_layers "$t"; then
+    for s in FLOAT DOUBLE; do
+      o=$build/layers_${s,,}.o
+      if [[ ! " ${building[*]} " == *":$o "* ]] && stale "$o" "$root/cmake/kitnn_layers.cpp"; then
+        compile "layers_${s,,}" "$o" -DKITNN_INSTANTIATE_${s}_LAYERS -c "$root/cmake/kitnn_layers.cpp"
+      fi
+    done
   fi
 done
-wait
-for t in "${building[@]}"; do
-  if [[ "$(cat "$build/build_$t.rc" 2>/dev/null)" == 0 ]]; then
-    mv "$build/fuzz_$t.new" "$build/fuzz_$t"
-  else
-    cat "$build/build_$t.log" >&2
-    echo "run.sh: build of fuzz_$t failed" >&2
-    exit 1
-  fi
+for t in "${targets[@]}"; do
+  uses_layers "$t" && continue
+  stale "$build/fuzz_$t" "$here/fuzz_$t.cpp" &&
+    compile "fuzz_$t" "$build/fuzz_$t" "$here/fuzz_$t.cpp" -lz
 done
+finish
+# Then the targets that link the layers (rebuilt too when the layers were).
+for t in "${targets[@]}"; do
+  uses_layers "$t" || continue
+  extra=()  # the ONNX importer links Debian's libonnx_proto and protobuf
+  [[ $t == onnx ]] && extra=(-DONNX_NAMESPACE=onnx -DONNX_ML=1 -lonnx_proto -lprotobuf)
+  stale "$build/fuzz_$t" "$here/fuzz_$t.cpp" "${layer_objs[@]}" &&
+    compile "fuzz_$t" "$build/fuzz_$t" -DKITNN_PRECOMPILED_LAYERS "$here/fuzz_$t.cpp" \
+            "${layer_objs[@]}" -lz "${extra[@]}"
+done
+finish
 
 # 2. Run every target at once, each for $seconds (wall time; they share the cores).
 pids=()
