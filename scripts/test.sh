@@ -3,8 +3,9 @@
 #   scripts/test.sh             all three stages (what CI runs):
 #     1. release   build/ (Release): every test, including the real-MNIST and program
 #                  tests, the kill test and the packaging test
-#     2. sanitize  build-asan/ (clang, ASan + UBSan, -O1): the whole unit-test suite
-#                  (kitnn_tests, every TEST_CASE) with every sanitizer report fatal
+#     2. sanitize  build-asan/ (clang, ASan + UBSan; the layers at -O1, most test files
+#                  at -O0): the whole unit-test suite (kitnn_tests, every TEST_CASE)
+#                  with every sanitizer report fatal
 #     3. fuzz      tests/fuzz/run.sh: each libFuzzer target for KITNN_FUZZ_SECONDS
 #                  from the committed seed corpus; a crash fails and names the input
 #   scripts/test.sh --quick     stage 1 only
@@ -26,7 +27,7 @@ for arg in "$@"; do
     --quick) stages=(release) ;;
     --sanitize) stages=(sanitize) ;;
     --fuzz) stages=(fuzz) ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
