@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packaging test (CTest "packaging_consumer"): uses kitnn the three ways a user can.
 #   1. cmake --install the configured kitnn build into WORK/prefix, check the files;
-#   2. find_package(kitnn): configure, build and run tests/consumer against that prefix;
+#   2. find_package(kitnn): configure, build and run tests/consumer against that prefix,
+#      its layers compiled once in layers.cpp (CONSUMER_PRECOMPILED_LAYERS);
 #   3. pkg-config: compile the same main.cpp with `pkg-config --cflags --libs kitnn`;
 #   4. add_subdirectory: configure, build and run tests/consumer with KITNN_SOURCE_DIR.
 # Usage: run.sh SOURCE_DIR BUILD_DIR WORK_DIR [CXX]
@@ -51,14 +52,19 @@ for v in 0.1:TRUE 0.1.0:TRUE 0.2:FALSE 1.0:FALSE; do
                           || bad "find_package(kitnn ${v%%:*}): compatible='$got', expected $want"
 done
 
-# 2. find_package(kitnn REQUIRED) against the installed prefix.
+# 2. find_package(kitnn REQUIRED) against the installed prefix, with the layers compiled
+# once in their own two files (docs/packaging.md, "Compile time"): the installed headers
+# must support that too.
 if run_logged find_configure cmake -S "$src/tests/consumer" -B "$work/find" \
-       -DCMAKE_PREFIX_PATH="$prefix" "${cfg[@]}" &&
-   run_logged find_build cmake --build "$work/find" &&
+       -DCMAKE_PREFIX_PATH="$prefix" -DCONSUMER_PRECOMPILED_LAYERS=ON "${cfg[@]}" &&
+   run_logged find_build cmake --build "$work/find" -j2 &&
    run_logged find_run "$work/find/consumer"; then
   check_output find_run
   grep -q "kitnn 0.1.0 found in $prefix/share/cmake/kitnn" "$work/find_configure.log" &&
     ok "find_package used the installed copy" || bad "find_package did not use $prefix"
+  [[ $(grep -c 'consumer_layers_\(FLOAT\|DOUBLE\).dir/layers.cpp' "$work/find_build.log") -eq 2 ]] &&
+    ok "the layers compiled once, in layers.cpp for float and double" ||
+    bad "find_build did not compile layers.cpp twice (CONSUMER_PRECOMPILED_LAYERS)"
 fi
 
 # 3. pkg-config, no CMake.
