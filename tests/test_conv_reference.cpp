@@ -15,6 +15,7 @@
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -159,8 +160,9 @@ std::string describe(const ConvSpec& s) {
 // on the threads, so it is computed once per batch: its plain loops, not the layer, are
 // most of this file's time (ten times more under the sanitizers). One layer per thread
 // count, built on that count and kept for both batches: the second batch resizes every
-// workspace.
-void check_conv(ConvSpec s, std::uint64_t seed, std::initializer_list<int> threads = {0}) {
+// workspace. `strips`, when given, is whether each layer must take the strip path.
+void check_conv(ConvSpec s, std::uint64_t seed, std::initializer_list<int> threads = {0},
+                std::optional<bool> strips = std::nullopt) {
     INFO(describe(s));
     const ConvGeom g = geometry(s);
     Rng rng(seed);
@@ -179,6 +181,7 @@ void check_conv(ConvSpec s, std::uint64_t seed, std::initializer_list<int> threa
         CHECK(conv->pad_top() == g.pt);
         CHECK(conv->pad_left() == g.pl);
         REQUIRE(conv->param_count() == std::int64_t(s.f) * (s.c * s.kh * s.kw + 1));
+        if (strips) CHECK(conv->strips() == *strips);
         conv->kernel().value = k;
         conv->bias().value = b;
         layers.push_back(std::move(conv));
@@ -366,8 +369,8 @@ TEST_CASE("MaxPool2D matches a direct-loop reference (forward and dx)", "[maxpoo
 }
 
 namespace {
-// check_conv of every case on 1, 2 and 3 threads (thread count restored), after
-// checking that the layer takes the strip path (`strips`) or not.
+// check_conv of every case on 1, 2 and 3 threads (thread count restored), each layer
+// checked to take the strip path (`strips`) or not.
 template <size_t K>
 void check_on_threads(const ConvSpec (&cases)[K], std::uint64_t seed0, bool strips) {
     struct Restore {
@@ -375,18 +378,7 @@ void check_on_threads(const ConvSpec (&cases)[K], std::uint64_t seed0, bool stri
         ~Restore() { set_threads(n); }
     } restore;
     std::uint64_t seed = seed0;
-    for (const auto& c : cases) {
-        INFO(describe(c));
-        for (int threads : {1, 2, 3}) {
-            set_threads(threads);
-            INFO(threads << " thread(s)");
-            Rng rng(1);
-            Conv2D<double> conv(c.f, {c.kh, c.kw}, c.act, c.pad, c.stride);
-            conv.build(Shape::image(c.c, c.h, c.w), rng);
-            CHECK(conv.strips() == strips);
-        }
-        check_conv(c, seed++, {1, 2, 3});
-    }
+    for (const auto& c : cases) check_conv(c, seed++, {1, 2, 3}, strips);
 }
 }  // namespace
 
