@@ -20,11 +20,12 @@ TEST_CASE("gemm::multiply equals a double product on every edge of its blocking"
     STATIC_REQUIRE_FALSE(gemm::available<double>());
     std::mt19937 gen(7);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    // M around the 32-row tile and the 256-row block, N around the 12-column tile,
+    // M around the 32-row tile (and the 16-row edge kernel) and the 256-row block, N around
+    // the 12-column tile (and the 4- and 8-column edge kernels),
     // K around the 256-deep slice (27 = VGG-16's first layer); leading dimensions
     // larger than the rows, and C's padding rows must stay untouched.
-    const std::int64_t Ms[] = {1, 31, 32, 33, 255, 257, 300};
-    const std::int64_t Ns[] = {1, 11, 12, 13, 64};
+    const std::int64_t Ms[] = {1, 16, 17, 31, 32, 33, 48, 255, 257, 300};
+    const std::int64_t Ns[] = {1, 11, 12, 13, 20, 64};
     const std::int64_t Ks[] = {1, 27, 256, 257, 600};
     // Every storage of A and B (column- or row-major) and C = or +=, each on all shapes.
     for (int variant = 0; variant < 8; ++variant) {
