@@ -1,7 +1,8 @@
 // kitnn's own float GEMM (core/gemm.hpp): against a double product on shapes that hit
-// every edge of its blocking, in every storage it takes, and Conv2D<float>'s two paths
-// that use it (strips of large images, forward and backward; one image split across
-// threads, forward) against Conv2D<double> with the same weights.
+// every edge of its blocking, in every storage it takes, and Conv2D<float>'s paths that
+// use it (strips of large images, forward and backward; one image split across threads,
+// forward; chunks of ImageNet-sized kernels, forward and backward) against
+// Conv2D<double> with the same weights.
 #include "kitnn/core/gemm.hpp"
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/conv2d.hpp"
@@ -124,7 +125,7 @@ void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Acti
 }
 }  // namespace
 
-TEST_CASE("Conv2D<float> strips and one-image paths (kitnn's GEMM with AVX-512) match double, forward and backward",
+TEST_CASE("Conv2D<float> strips, one-image and large-kernel chunk paths (kitnn's GEMM with AVX-512) match double, forward and backward",
           "[gemm][conv2d]") {
     struct Restore {
         int n = max_threads();
@@ -149,5 +150,15 @@ TEST_CASE("Conv2D<float> strips and one-image paths (kitnn's GEMM with AVX-512) 
         check_float_conv(200, {1, 1}, V, 1, R, Shape::image(384, 17, 17), 1, false);
         check_float_conv(96, {1, 7}, S, 1, L, Shape::image(64, 17, 17), 1, false);
         check_float_conv(100, {3, 3}, S, 1, R, Shape::image(300, 8, 8), 1, false);
+        // The chunk path (outputs of at most 32x32, several images) with kernels of
+        // ImageNet size (>= 2^16 weights: own_chunk_gemm): a 1x1 reading x image by image
+        // (Inception-v4's 17x17), 3x3 "same" in the wide layout, 1x7 in rows, stride 2 in
+        // rows; batch 1 in backward too, where a lone chunk keeps Eigen's threads.
+        for (Eigen::Index n : {1, 3}) {
+            check_float_conv(200, {1, 1}, V, 1, R, Shape::image(384, 17, 17), n, false);
+            check_float_conv(130, {3, 3}, S, 1, R, Shape::image(64, 12, 12), n, false);
+            check_float_conv(96, {1, 7}, S, 1, L, Shape::image(100, 17, 17), n, false);
+            check_float_conv(128, {3, 3}, V, 2, R, Shape::image(64, 21, 21), n, false);
+        }
     }
 }

@@ -39,6 +39,16 @@ inline void set_threads(int n) {
 #endif
 }
 
+// True inside an OpenMP parallel region (where kitnn's loops and Eigen's GEMM run on
+// the calling thread only).
+inline bool in_parallel() {
+#ifdef _OPENMP
+    return omp_in_parallel() != 0;
+#else
+    return false;
+#endif
+}
+
 // How many threads parallel_for uses for a loop of `n` iterations and `work`
 // scalar operations: 1 below the threshold, inside a parallel region or with one
 // thread; otherwise min(n, max_threads()).

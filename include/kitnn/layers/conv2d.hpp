@@ -33,9 +33,9 @@
 // and one image split across the threads by channels and filters (forward, batch 1).
 // Their forward products, and the backward products of strips, run on kitnn's own GEMM
 // (core/gemm.hpp) when built with AVX-512: up to a quarter faster than Eigen's on this
-// project's Zen 4 (docs/performance.md). The chunk path keeps Eigen's product: MNIST
-// training goes through it, and its models' documented accuracies are those of Eigen's
-// rounding. And in inference only, large 3x3 stride-1 layers (128 channels and filters
+// project's Zen 4 (docs/performance.md). The chunk path keeps Eigen's product for layers
+// below ImageNet size (own_chunk_gemm): MNIST training goes through it, and its models'
+// documented accuracies are those of Eigen's rounding. And in inference only, large 3x3 stride-1 layers (128 channels and filters
 // and up) take Winograd's F(2x2, 3x3) instead (layers/winograd.hpp, forward_winograd), and
 // large 1xK and Kx1 ones (K = 3, 5, 7) F(m, K) along the kernel (layers/winograd_1d.hpp,
 // forward_winograd_1d).
@@ -218,6 +218,7 @@ public:
         }
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
+        const bool own = own_chunk_gemm(plan);
         const Eigen::Index ckk = g_.ckk(), image = g_.c * g_.h * g_.w;
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
         const T* b = bias_.value.data();
@@ -240,7 +241,7 @@ public:
                 if (!direct)
                     for (Eigen::Index i = 0; i < cn; ++i)
                         g_.im2col(x.data() + (n0 + i) * image, w.col.data() + i * Pc, NP, w.xp.data());
-                ym.noalias() = Wm * ConstMatMap<T>(direct ? x.data() + n0 * image : w.col.data(), ckk, NP);
+                chunk_product(own, direct ? x.data() + n0 * image : w.col.data(), NP, ym.data());
             }
             // y[n0 + i, f, oh, ow] = act(ym[f, i*Pc + oh*wc + ow] + b[f])
             for (Eigen::Index i = 0; i < cn; ++i)
@@ -266,6 +267,7 @@ public:
         if (strips_) return backward_strips(x, y, dy, dx);
         const Plan plan = make_plan(N, /*backward=*/true);
         const GemmThreads gemm_threads(plan.chunk_macs);
+        const bool own = own_chunk_gemm(plan);
         const Eigen::Index ckk = g_.ckk(), image = g_.c * g_.h * g_.w;
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
         for (int t = 0; t < plan.threads; ++t) {
@@ -311,17 +313,27 @@ public:
                     // forward product on this shape; the dots stream the rows once each.
                     for (Eigen::Index f = 0; f < filters_; ++f)
                         for (Eigen::Index r = 0; r < ckk; ++r) w.dW(f, r) += dym.row(f).dot(cin.row(r));
+                } else if (own && ckk >= kOwnGemmMinTaps) {
+                    // dW^T (CKK, F) += col (CKK, NP, row-major) * dym^T (NP, F), as in strips
+                    if constexpr (gemm::available<T>())
+                        gemm::multiply<T>(ckk, filters_, NP, cin.data(), NP, dym.data(), NP, w.dW.data(), ckk,
+                                          gemm::Ops{true, false, true});
                 } else {
                     w.dW.noalias() += dym * cin.transpose();
                 }
             }
             if (use_bias_) w.db += dym.rowwise().sum();
             if (!dx) return;
-            if (direct) {
-                MatMap<T>(dx->data() + n0 * image, ckk, NP).noalias() = Wm.transpose() * dym;
-                return;
+            // dcol (CKK, NP) = Wm^T dym, over the dead col; for 1x1 of one image it is dx_n itself.
+            T* dcol = direct ? dx->data() + n0 * image : col.data();
+            if (own) {  // dcol^T (NP, CKK) = dym^T (NP, F) * Wm (F, CKK, row-major), as in strips
+                if constexpr (gemm::available<T>())
+                    gemm::multiply<T>(NP, ckk, filters_, dym.data(), NP, Wm.data(), ckk, dcol, NP,
+                                      gemm::Ops{false, true, false});
+            } else {
+                MatMap<T>(dcol, ckk, NP).noalias() = Wm.transpose() * dym;
             }
-            col.noalias() = Wm.transpose() * dym;  // dcol, over the dead col
+            if (direct) return;
             for (Eigen::Index i = 0; i < cn; ++i)
                 g_.col2im(col.data() + i * Pc, NP, dx->data() + (n0 + i) * image, w.dxp.data());
         });
@@ -455,6 +467,28 @@ private:
             }
         }
         return plan;
+    }
+
+    // Whether the chunk path's products run on kitnn's GEMM (core/gemm.hpp) instead of
+    // Eigen's: float with AVX-512, kernels of ImageNet size only (>= kBigKernel weights;
+    // no MNIST zoo layer has a third of that, so their documented accuracies keep Eigen's
+    // rounding), and only when each product runs on one thread anyway (chunks spread over
+    // the threads, or inside a parallel region such as branches side by side): a lone
+    // chunk's product would lose Eigen's threads. Inception-v4's 17x17 and 8x8 layers at
+    // batch 8, VGG-16's 28x28 and 14x14 ones (docs/performance.md).
+    bool own_chunk_gemm(const Plan& plan) const {
+        if (!gemm::available<T>() || std::int64_t(filters_) * g_.ckk() < kBigKernel) return false;
+        return plan.threads > 1 || max_threads() == 1 || in_parallel() || plan.chunk_macs < kMinParallelGemm;
+    }
+    // ym (F, NP) = Wm * col (CKK, NP), both row-major: on kitnn's GEMM when `own`
+    // (column-major terms as in strips: M = NP pixels, N = F filters, K = CKK taps).
+    void chunk_product(bool own, const T* col, Eigen::Index NP, T* ym) const {
+        const Eigen::Index ckk = g_.ckk();
+        if constexpr (gemm::available<T>())
+            if (own) return gemm::multiply<T>(NP, filters_, ckk, col, NP, kernel_.value.data(), ckk, ym, NP);
+        (void)own;
+        MatMap<T>(ym, filters_, NP).noalias() =
+            ConstMatMap<T>(kernel_.value.data(), filters_, ckk) * ConstMatMap<T>(col, ckk, NP);
     }
 
     // ---- One image, not in strips (batch 1 of the 8x8 to 32x32 layers) ----
