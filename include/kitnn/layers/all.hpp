@@ -11,6 +11,7 @@
 #include "kitnn/layers/dense.hpp"
 #include "kitnn/layers/dropout.hpp"
 #include "kitnn/layers/flatten.hpp"
+#include "kitnn/layers/fusion.hpp"
 #include "kitnn/layers/global_avg_pool2d.hpp"
 #include "kitnn/layers/im2col.hpp"
 #include "kitnn/layers/layer.hpp"

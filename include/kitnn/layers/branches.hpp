@@ -39,6 +39,7 @@
 #pragma once
 
 #include "kitnn/core/parallel.hpp"
+#include "kitnn/layers/fusion.hpp"
 #include "kitnn/layers/layer.hpp"
 #include "kitnn/layers/registry.hpp"
 
@@ -115,6 +116,8 @@ private:
     Tensor<T> dx_;                  // dL/dx through this branch (branches after the first), (N, in...)
     Eigen::Index offset_ = 0;       // concat: where z_b[n] starts inside y[n]
     Eigen::Index size_ = 0;         // values of z_b per sample
+    Folding<T> folding_;            // inference: BatchNorm and ReLU folded into convolutions
+    bool folded_ = false;           // the last forward folded some: acts_ not all written
 };
 
 template <class T>
@@ -194,6 +197,12 @@ public:
         return owner;
     }
 
+    void set_fusion(bool on) override {
+        fuse_ = on;
+        for (auto& c : chains_)
+            for (auto& l : c->layers_) l->set_fusion(on);
+    }
+
     std::int64_t macs() const override {
         std::int64_t n = 0;
         for (auto& c : chains_)
@@ -206,9 +215,14 @@ public:
         const Eigen::Index N = x.dimension(0);
         auto run = [&](Chain<T>& c) {
             const Tensor<T>* in = &x;
-            for (size_t i = 0; i < c.layers_.size(); ++i) {
-                c.layers_[i]->forward(*in, c.acts_[i], training);
-                in = &c.acts_[i];
+            c.folded_ = false;
+            for (size_t i = 0; i < c.layers_.size();) {
+                // Inference: a convolution with the BatchNorm and ReLU after it in one pass.
+                const size_t n = !training && fuse_ ? c.folding_.forward(c.layers_, i, *in, c.acts_) : 0;
+                if (n == 0) c.layers_[i]->forward(*in, c.acts_[i], training);
+                c.folded_ |= n > 0;
+                i += n > 0 ? n : 1;
+                in = &c.acts_[i - 1];
             }
         };
         const std::vector<int> owner = branch_owners(N);
@@ -257,6 +271,11 @@ public:
 
     void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
+        for (auto& c : chains_)
+            if (c->folded_)
+                throw std::logic_error("Branches: backward after an inference forward that folded BatchNorm and "
+                                       "ReLU into the convolutions (layers/fusion.hpp); run forward with "
+                                       "training = true, or turn folding off with set_fusion(false)");
         const Eigen::Index N = dy.dimension(0), S = this->out_.size();
         if (merge_ == Merge::mean) {  // every branch's g_b = dy / B
             ensure(mean_dy_, N, this->out_);
@@ -362,6 +381,7 @@ private:
     Merge merge_;
     Tensor<T> mean_dy_;    // mean: dy / B, (N, out...)
     bool sealed_ = false;  // built: no more branches
+    bool fuse_ = true;     // inference folds BatchNorm and ReLU into convolutions (set_fusion)
     std::vector<std::unique_ptr<Chain<T>>> chains_;
     std::vector<std::int64_t> cost_;  // (B) multiply-adds + values written per sample, per branch
 };

@@ -199,6 +199,7 @@ public:
     int pad_top() const { return g_.pt; }
     int pad_left() const { return g_.pl; }
     bool use_bias() const { return use_bias_; }
+    Activation activation() const { return act_; }
     Param<T>& kernel() { return kernel_; }
     Param<T>& bias() { return bias_; }
 
@@ -221,7 +222,7 @@ public:
         const bool own = own_chunk_gemm(plan);
         const Eigen::Index ckk = g_.ckk(), image = g_.c * g_.h * g_.w;
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
-        const T* b = bias_.value.data();
+        const Epilogue ep = epilogue();
         // Output rows: one run of P values when the columns have no gaps (rows layout),
         // else OH runs of OW values, wc apart in ym (wide layout).
         const Eigen::Index runs = wc == g_.ow ? 1 : g_.oh, len = wc == g_.ow ? P : g_.ow;
@@ -243,20 +244,31 @@ public:
                         g_.im2col(x.data() + (n0 + i) * image, w.col.data() + i * Pc, NP, w.xp.data());
                 chunk_product(own, direct ? x.data() + n0 * image : w.col.data(), NP, ym.data());
             }
-            // y[n0 + i, f, oh, ow] = act(ym[f, i*Pc + oh*wc + ow] + b[f])
+            // y[n0 + i, f, oh, ow] = act(ym[f, i*Pc + oh*wc + ow] + b[f])  (Epilogue)
             for (Eigen::Index i = 0; i < cn; ++i)
-                for (Eigen::Index f = 0; f < filters_; ++f) {
-                    const T bf = b[f];
-                    for (Eigen::Index r = 0; r < runs; ++r) {
-                        const T* src = ym.data() + f * NP + i * Pc + r * wc;
-                        T* dst = y.data() + ((n0 + i) * filters_ + f) * P + r * g_.ow;
-                        if (act_ == Activation::relu)
-                            for (Eigen::Index p = 0; p < len; ++p) dst[p] = std::max(src[p] + bf, T(0));
-                        else
-                            for (Eigen::Index p = 0; p < len; ++p) dst[p] = src[p] + bf;
-                    }
-                }
+                for (Eigen::Index f = 0; f < filters_; ++f)
+                    for (Eigen::Index r = 0; r < runs; ++r)
+                        ep.apply(ym.data() + f * NP + i * Pc + r * wc,
+                                 y.data() + ((n0 + i) * filters_ + f) * P + r * g_.ow, len, f);
         });
+    }
+
+    // Inference with the next layers folded into the output (layers/fusion.hpp, for a
+    // BatchNorm and a ReLU after this layer): y = act(scale[f] * (W * x)[f] + shift[f]),
+    // act = ReLU when relu; scale may be nullptr (no scaling). This layer's own bias and
+    // activation are not applied: the caller folds them into shift (and may only fold a
+    // ReLU after a linear layer). Every path of forward(x, y, false) takes it; y is what
+    // the last folded layer would have output. Not for training: nothing is kept for
+    // backward.
+    void forward_folded(const Tensor<T>& x, Tensor<T>& y, const T* scale, const T* shift, bool relu) {
+        struct Reset {
+            const Epilogue*& p;
+            ~Reset() { p = nullptr; }
+        };
+        const Epilogue folded{shift, scale, relu};
+        folded_ = &folded;
+        const Reset reset{folded_};
+        forward(x, y, /*training=*/false);
     }
 
     void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
@@ -469,6 +481,31 @@ private:
         return plan;
     }
 
+    // The forward pass's last step on filter f's n values: y = act(z + bias[f]), or, folded
+    // (forward_folded), y = act(scale[f] * z + shift[f]). src == dst is allowed.
+    struct Epilogue {
+        const T* shift;  // (F): the bias, or the folded shift
+        const T* scale;  // (F) or nullptr: none
+        bool relu;
+        void apply(const T* src, T* dst, Eigen::Index n, Eigen::Index f) const {
+            const T t = shift[f];
+            if (scale) {
+                const T a = scale[f];
+                if (relu)
+                    for (Eigen::Index p = 0; p < n; ++p) dst[p] = std::max(src[p] * a + t, T(0));
+                else
+                    for (Eigen::Index p = 0; p < n; ++p) dst[p] = src[p] * a + t;
+            } else if (relu) {
+                for (Eigen::Index p = 0; p < n; ++p) dst[p] = std::max(src[p] + t, T(0));
+            } else {
+                for (Eigen::Index p = 0; p < n; ++p) dst[p] = src[p] + t;
+            }
+        }
+    };
+    Epilogue epilogue() const {
+        return folded_ ? *folded_ : Epilogue{bias_.value.data(), nullptr, act_ == Activation::relu};
+    }
+
     // Whether the chunk path's products run on kitnn's GEMM (core/gemm.hpp) instead of
     // Eigen's: float with AVX-512, kernels of ImageNet size only (>= kBigKernel weights;
     // no MNIST zoo layer has a third of that, so their documented accuracies keep Eigen's
@@ -510,7 +547,7 @@ private:
             });
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
         const ConstMatMap<T> col(pw ? x.data() : w.col.data(), ckk, Pc);
-        const T* b = bias_.value.data();
+        const Epilogue ep = epilogue();
         const bool direct = wc == g_.ow;  // rows layout: y_n is ym
         const Eigen::Index runs = direct ? 1 : g_.oh, len = direct ? P : g_.ow;
         parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
@@ -524,14 +561,9 @@ private:
             else
                 MatMap<T>(out, f1 - f0, Pc).noalias() = Wm.middleRows(f0, f1 - f0) * col;
             for (Eigen::Index f = f0; f < f1; ++f)
-                for (Eigen::Index r = 0; r < runs; ++r) {
-                    const T* src = direct ? y.data() + f * P : w.ym.data() + f * Pc + r * wc;
-                    T* dst = y.data() + f * P + r * g_.ow;
-                    if (act_ == Activation::relu)
-                        for (Eigen::Index p = 0; p < len; ++p) dst[p] = std::max(src[p] + b[f], T(0));
-                    else
-                        for (Eigen::Index p = 0; p < len; ++p) dst[p] = src[p] + b[f];
-                }
+                for (Eigen::Index r = 0; r < runs; ++r)
+                    ep.apply(direct ? y.data() + f * P : w.ym.data() + f * Pc + r * wc, y.data() + f * P + r * g_.ow,
+                             len, f);
         });
     }
 
@@ -635,8 +667,7 @@ private:
     void forward_winograd(const Tensor<T>& x, Tensor<T>& y) {
         const Eigen::Index N = x.dimension(0), C = g_.c, F = filters_;
         const winograd::Tiling tg{C, g_.h, g_.w, g_.oh, g_.ow, g_.pt, g_.pl, (g_.oh + 1) / 2, (g_.ow + 1) / 2, N};
-        const T* b = bias_.value.data();
-        const bool relu = act_ == Activation::relu;
+        const Epilogue ep = epilogue();
         run_winograd(
             16, tg.rows(), tg.E(), [&](Eigen::Index rows) { return tg.scratch(rows); },
             [&](Eigen::Index f0, Eigen::Index f1, T* U, T* work) {
@@ -646,7 +677,7 @@ private:
                 winograd::transform_input(tg, x.data(), r0, r1, c0, c1, tb, V, work);
             },
             [&](const T* M, Eigen::Index r0, Eigen::Index r1, Eigen::Index f0, Eigen::Index f1, Eigen::Index tb,
-                T* work) { winograd::transform_output(tg, M, F, r0, r1, f0, f1, tb, b, relu, y.data(), work); });
+                T* work) { winograd::transform_output(tg, M, F, r0, r1, f0, f1, tb, ep.shift, ep.scale, ep.relu, y.data(), work); });
     }
 
     // ---- Winograd's F(m, K) along a 1xK or Kx1 kernel (layers/winograd_1d.hpp) ----
@@ -676,8 +707,7 @@ private:
         lg.osj = along_w ? g_.ow : 1;
         lg.plane = g_.h * g_.w;
         lg.oplane = g_.oh * g_.ow;
-        const T* b = bias_.value.data();
-        const bool relu = act_ == Activation::relu;
+        const Epilogue ep = epilogue();
         run_winograd(
             w.n, lg.rows(), lg.J, [&](Eigen::Index rows) { return lg.scratch(rows, w.n); },
             [&](Eigen::Index f0, Eigen::Index f1, T* U, T* work) {
@@ -687,7 +717,7 @@ private:
                 winograd1d::transform_input(w, lg, x.data(), r0, r1, c0, c1, tb, V, work);
             },
             [&](const T* M, Eigen::Index r0, Eigen::Index r1, Eigen::Index f0, Eigen::Index f1, Eigen::Index tb,
-                T* work) { winograd1d::transform_output(w, lg, M, F, r0, r1, f0, f1, tb, b, relu, y.data(), work); });
+                T* work) { winograd1d::transform_output(w, lg, M, F, r0, r1, f0, f1, tb, ep.shift, ep.scale, ep.relu, y.data(), work); });
     }
 
     // ---- Strips: large images (more than kStripPixels output pixels), rows layout ----
@@ -759,7 +789,7 @@ private:
         const StripPlan plan = make_strip_plan(N);
         const GemmThreads gemm_threads(std::int64_t(filters_) * ckk * plan.rows * OW);
         ConstMatMap<T> Wm(kernel_.value.data(), filters_, ckk);
-        const T* b = bias_.value.data();
+        const Epilogue ep = epilogue();
         const bool direct = pointwise();
         parallel_for_threads(plan.units, plan.threads, [&](std::int64_t u, int t) {
             const Eigen::Index n = u / plan.per_image, o0 = plan.first_row(u % plan.per_image);
@@ -775,14 +805,8 @@ private:
                 yb.noalias() = Wm * ConstStridedMap(col, ckk, S, Stride(P, 1));
             else
                 yb.noalias() = Wm * ConstMatMap<T>(col, ckk, S);
-            for (Eigen::Index f = 0; f < filters_; ++f) {
-                T* r = yb.data() + f * P;
-                const T bf = b[f];
-                if (act_ == Activation::relu)
-                    for (Eigen::Index p = 0; p < S; ++p) r[p] = std::max(r[p] + bf, T(0));
-                else if (bf != T(0))
-                    for (Eigen::Index p = 0; p < S; ++p) r[p] += bf;
-            }
+            for (Eigen::Index f = 0; f < filters_; ++f)
+                if (ep.relu || ep.scale || ep.shift[f] != T(0)) ep.apply(yb.data() + f * P, yb.data() + f * P, S, f);
         });
     }
 
@@ -892,6 +916,7 @@ private:
     ConvAlgorithm algorithm_ = ConvAlgorithm::automatic;  // inference forward: Winograd or GEMM
     Im2colGeometry g_;                   // input, output, padding and layout, once built
     bool strips_ = false;                // strips of output rows (large images), rows layout
+    const Epilogue* folded_ = nullptr;   // set during forward_folded only
     Param<T> kernel_, bias_;  // kernel: (F, C, KH, KW), bias: (F, 1, 1, 1) (zero if !use_bias_)
 };
 KITNN_LIBRARY_LAYER(Conv2D);

@@ -157,6 +157,9 @@ public:
 
     virtual size_t branch_count() const { return 0; }
     virtual std::vector<Layer<T>*> branch(size_t /*b*/) { return {}; }
+    // Whether a container (Branches) folds BatchNorm and ReLU into the convolutions of
+    // its branches in inference (layers/fusion.hpp); Sequential::set_fusion sets it on all.
+    virtual void set_fusion(bool /*on*/) {}
     std::int64_t param_count() {
         std::int64_t n = 0;
         for (auto* p : params()) n += p->value.size();

@@ -155,11 +155,13 @@ void transform_input(const Tiling& g, const T* x, Eigen::Index r0, Eigen::Index 
 }
 
 // y (N, F, OH, OW) of the tiles of plane rows [r0, r1), filters [f0, f1), from
-// M (16 F Tb): y = A^T m A + bias, then ReLU when relu; the unused slots are dropped.
-// work: 12 Tb values of scratch.
+// M (16 F Tb): y = A^T m A + bias, or scale * (A^T m A) + bias when scale is given (a
+// BatchNorm folded in, Conv2D::forward_folded), then ReLU when relu; the unused slots are
+// dropped. work: 12 Tb values of scratch.
 template <class T>
 void transform_output(const Tiling& g, const T* M, Eigen::Index F, Eigen::Index r0, Eigen::Index r1,
-                      Eigen::Index f0, Eigen::Index f1, Eigen::Index Tb, const T* bias, bool relu, T* y, T* work) {
+                      Eigen::Index f0, Eigen::Index f1, Eigen::Index Tb, const T* bias, const T* scale, bool relu,
+                      T* y, T* work) {
     const Eigen::Index E = g.E(), OW = g.OW, s = F * Tb;
     const Eigen::Index left = (OW + 1) / 2, right = OW / 2;  // tiles with a left / right output column
     for (Eigen::Index f = f0; f < f1; ++f) {
@@ -173,8 +175,14 @@ void transform_output(const Tiling& g, const T* M, Eigen::Index F, Eigen::Index 
         const T bf = bias[f];
         auto yv = [&](int i, int j) { return RowMap<T>(work + (8 + 2 * i + j) * Tb, Tb); };
         for (int i = 0; i < 2; ++i) {
-            yv(i, 0) = a(i, 0) + a(i, 1) + a(i, 2) + bf;
-            yv(i, 1) = a(i, 1) - a(i, 2) - a(i, 3) + bf;
+            if (scale) {
+                const T sf = scale[f];
+                yv(i, 0) = (a(i, 0) + a(i, 1) + a(i, 2)) * sf + bf;
+                yv(i, 1) = (a(i, 1) - a(i, 2) - a(i, 3)) * sf + bf;
+            } else {
+                yv(i, 0) = a(i, 0) + a(i, 1) + a(i, 2) + bf;
+                yv(i, 1) = a(i, 1) - a(i, 2) - a(i, 3) + bf;
+            }
             if (relu) {
                 yv(i, 0) = yv(i, 0).max(T(0));
                 yv(i, 1) = yv(i, 1).max(T(0));

@@ -219,12 +219,13 @@ void transform_input(const Matrices& w, const Lines& g, const T* x, Eigen::Index
 }
 
 // y (N, F, ...) of the tiles of tile rows [r0, r1), filters [f0, f1), from M (n F Tb):
-// y = A^T m + bias, then ReLU when relu; outputs past OL (the last tile of a line when m
-// does not divide OL) are dropped. work: m Tb values.
+// y = A^T m + bias, or scale * A^T m + bias when scale is given (a BatchNorm folded in,
+// Conv2D::forward_folded), then ReLU when relu; outputs past OL (the last tile of a line
+// when m does not divide OL) are dropped. work: m Tb values.
 template <class T>
 void transform_output(const Matrices& w, const Lines& g, const T* M, Eigen::Index F, Eigen::Index r0,
-                      Eigen::Index r1, Eigen::Index f0, Eigen::Index f1, Eigen::Index Tb, const T* bias, bool relu,
-                      T* y, T* work) {
+                      Eigen::Index r1, Eigen::Index f0, Eigen::Index f1, Eigen::Index Tb, const T* bias,
+                      const T* scale, bool relu, T* y, T* work) {
     const int n = w.n, m = w.m;
     const Eigen::Index TL = g.TL(), J = g.J, s = F * Tb;
     for (Eigen::Index f = f0; f < f1; ++f) {
@@ -234,10 +235,12 @@ void transform_output(const Matrices& w, const Lines& g, const T* M, Eigen::Inde
             for (int xi = 0; xi < n; ++xi) {
                 if (w.at(o, xi) == 0.0) continue;
                 const auto term = T(w.at(o, xi)) * ConstRowMap<T>(M + xi * s + f * Tb, Tb);
-                if (first) out = term + bias[f];
-                else out += term;
+                if (!first) out += term;
+                else if (scale) out = term;
+                else out = term + bias[f];
                 first = false;
             }
+            if (scale) out = out * scale[f] + bias[f];
             if (relu) out = out.max(T(0));
         }
         for (Eigen::Index R = r0; R < r1; ++R) {

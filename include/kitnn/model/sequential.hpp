@@ -14,6 +14,7 @@
 // sized on the first batch and reused, so a training step allocates nothing.
 #pragma once
 
+#include "kitnn/layers/fusion.hpp"
 #include "kitnn/layers/layer.hpp"
 #include "kitnn/layers/softmax.hpp"
 
@@ -54,6 +55,7 @@ public:
                                               : "layer " + std::to_string(layers_.size() - 1)) +
                              ")");
         }
+        layer->set_fusion(fuse_);  // a container added after set_fusion follows it
         layers_.push_back(std::move(layer));
         acts_.emplace_back();
         grads_.emplace_back();
@@ -69,13 +71,18 @@ public:
             throw ShapeError("model input: expected " + input_.str() + ", got " + batch_str(x) +
                              " (layer 0, " + layers_[0]->type() + ")");
         input_ptr_ = &x;
-        for (size_t i = 0; i < layers_.size(); ++i) {
+        folded_ = false;
+        for (size_t i = 0; i < layers_.size();) {
             const Tensor<T>& in = i ? acts_[i - 1] : x;
+            size_t n = 0;  // layers run by this step: a convolution with its BatchNorm and ReLU folded in
             try {
-                layers_[i]->forward(in, acts_[i], training);
+                if (!training && fuse_) n = folding_.forward(layers_, i, in, acts_);
+                if (n == 0) layers_[i]->forward(in, acts_[i], training);
             } catch (const ShapeError& e) {
                 throw ShapeError(where(i, *layers_[i]) + strip_type(e.what(), *layers_[i]));
             }
+            folded_ |= n > 0;
+            i += n > 0 ? n : 1;
         }
         return acts_.back();
     }
@@ -84,6 +91,10 @@ public:
     // call zero_grad() before each step. No gradient is computed for the input.
     void backward(const Tensor<T>& dout) {
         if (!input_ptr_) throw std::logic_error("Sequential: backward before forward");
+        if (folded_)
+            throw std::logic_error("Sequential: backward after an inference forward that folded BatchNorm and ReLU "
+                                   "into the convolutions (layers/fusion.hpp); run forward with training = true, "
+                                   "or turn folding off with set_fusion(false)");
         if (dout.dimensions() != acts_.back().dimensions())
             throw ShapeError("Sequential::backward: gradient " + batch_str(dout) +
                              " does not match the output " + batch_str(acts_.back()));
@@ -93,6 +104,15 @@ public:
             layers_[i]->backward(x, acts_[i], dy, i ? &grads_[i - 1] : nullptr);
         }
     }
+
+    // Inference passes (forward with training = false, predict) fold each BatchNorm and
+    // ReLU after a linear Conv2D into it (layers/fusion.hpp): on by default; off gives
+    // every layer's output (and backward after an inference pass) at three passes' cost.
+    void set_fusion(bool on) {
+        fuse_ = on;
+        for (auto& l : layers_) l->set_fusion(on);
+    }
+    bool fusion() const { return fuse_; }
 
     void zero_grad() {
         for (auto* p : params_) p->grad.setZero();
@@ -233,6 +253,9 @@ private:
     Rng rng_;
     std::vector<std::unique_ptr<Layer<T>>> layers_;
     std::vector<Tensor<T>> acts_;   // acts_[i]: output of layer i, (N, ...)
+    Folding<T> folding_;            // inference: BatchNorm and ReLU folded into convolutions
+    bool fuse_ = true;              // set_fusion
+    bool folded_ = false;           // the last forward folded some layers: not every acts_[i] written
     std::vector<Tensor<T>> grads_;  // grads_[i]: dL/d acts_[i], (N, ...)
     const Tensor<T>* input_ptr_ = nullptr;
     std::vector<Param<T>*> params_;  // all layers' parameters, in order

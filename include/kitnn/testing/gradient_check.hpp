@@ -21,7 +21,10 @@
 //     same parameter gradients.
 // Layers that draw random numbers (Dropout, through Layer::generator(), nested ones
 // too) get their generator restored before every forward, so every evaluation sees
-// the same mask. Nothing here needs a test framework: the report says what failed.
+// the same mask. An inference pass (training = false) is differentiated with folding
+// off (layers/fusion.hpp: a folded pass has no backward): check_model_gradients restores
+// the model's setting afterwards, check_layer_gradients leaves a container's folding on
+// (the default). Nothing here needs a test framework: the report says what failed.
 #pragma once
 
 #include "kitnn/layers/layer.hpp"
@@ -173,6 +176,11 @@ inline GradientReport check_layer_gradients(Layer<double>& layer, const Shape& i
         rep.failures.push_back(std::string("build failed: ") + e.what());
         return rep;
     }
+    layer.set_fusion(false);  // backward needs every inner layer's output
+    struct FoldingBack {
+        Layer<double>& l;
+        ~FoldingBack() { l.set_fusion(true); }
+    } folding_back{layer};
     Tensor<double> x = detail::random_tensor(o.batch, in, rng);
     const Tensor<double> R = detail::random_tensor(o.batch, out, rng);
     std::vector<Rng*> gens;
@@ -287,6 +295,12 @@ inline GradientReport check_model_gradients(Sequential<double>& model, const Ten
         rep.failures.push_back("labels and batch differ in size");
         return rep;
     }
+    struct FoldingBack {  // backward needs every layer's output: folding off during the check
+        Sequential<double>& m;
+        bool was;
+        ~FoldingBack() { m.set_fusion(was); }
+    } folding_back{model, model.fusion()};
+    model.set_fusion(false);
     std::vector<Rng*> gens;
     for (size_t i = 0; i < model.size(); ++i) detail::collect_generators(model.layer(i), gens);
     std::vector<Rng> saved;
