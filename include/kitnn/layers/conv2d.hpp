@@ -35,10 +35,12 @@
 // (core/gemm.hpp) when built with AVX-512: up to a quarter faster than Eigen's on this
 // project's Zen 4 (docs/performance.md). The chunk path keeps Eigen's product for layers
 // below ImageNet size (own_chunk_gemm): MNIST training goes through it, and its models'
-// documented accuracies are those of Eigen's rounding. And in inference only, large 3x3 stride-1 layers (128 channels and filters
-// and up) take Winograd's F(2x2, 3x3) instead (layers/winograd.hpp, forward_winograd), and
-// large 1xK and Kx1 ones (K = 3, 5, 7) F(m, K) along the kernel (layers/winograd_1d.hpp,
-// forward_winograd_1d).
+// documented accuracies are those of Eigen's rounding. And in inference only, large 3x3
+// stride-1 layers (128 channels and filters and up) take Winograd's F(2x2, 3x3) instead
+// (layers/winograd.hpp, forward_winograd), and large 1xK and Kx1 ones (K = 3, 5, 7) F(m, K)
+// along the kernel (layers/winograd_1d.hpp, forward_winograd_1d). Every forward path ends
+// in one Epilogue (bias and activation), which forward_folded replaces by a following
+// BatchNorm's scale and shift and a ReLU (layers/fusion.hpp).
 //
 // Layouts of col (Im2col, chosen per layer when it is built; both tested to agree):
 // `rows` (P = OH*OW columns per image) and `wide` (stride 1: Wp = OW + KW - 1 columns
