@@ -218,10 +218,9 @@ public:
             c.folded_ = false;
             for (size_t i = 0; i < c.layers_.size();) {
                 // Inference: a convolution with the BatchNorm and ReLU after it in one pass.
-                const size_t n = !training && fuse_ ? c.folding_.forward(c.layers_, i, *in, c.acts_) : 0;
-                if (n == 0) c.layers_[i]->forward(*in, c.acts_[i], training);
-                c.folded_ |= n > 0;
-                i += n > 0 ? n : 1;
+                const size_t n = c.folding_.step(c.layers_, i, *in, c.acts_, training, fuse_);
+                c.folded_ |= n > 1;
+                i += n;
                 in = &c.acts_[i - 1];
             }
         };

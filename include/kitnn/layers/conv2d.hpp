@@ -328,10 +328,7 @@ public:
                     for (Eigen::Index f = 0; f < filters_; ++f)
                         for (Eigen::Index r = 0; r < ckk; ++r) w.dW(f, r) += dym.row(f).dot(cin.row(r));
                 } else if (own && ckk >= kOwnGemmMinTaps) {
-                    // dW^T (CKK, F) += col (CKK, NP, row-major) * dym^T (NP, F), as in strips
-                    if constexpr (gemm::available<T>())
-                        gemm::multiply<T>(ckk, filters_, NP, cin.data(), NP, dym.data(), NP, w.dW.data(), ckk,
-                                          gemm::Ops{true, false, true});
+                    own_add_dW(cin.data(), NP, dym.data(), NP, w.dW.data());
                 } else {
                     w.dW.noalias() += dym * cin.transpose();
                 }
@@ -340,10 +337,8 @@ public:
             if (!dx) return;
             // dcol (CKK, NP) = Wm^T dym, over the dead col; for 1x1 of one image it is dx_n itself.
             T* dcol = direct ? dx->data() + n0 * image : col.data();
-            if (own) {  // dcol^T (NP, CKK) = dym^T (NP, F) * Wm (F, CKK, row-major), as in strips
-                if constexpr (gemm::available<T>())
-                    gemm::multiply<T>(NP, ckk, filters_, dym.data(), NP, Wm.data(), ckk, dcol, NP,
-                                      gemm::Ops{false, true, false});
+            if (own) {
+                own_dcol(dym.data(), NP, dcol, NP);
             } else {
                 MatMap<T>(dcol, ckk, NP).noalias() = Wm.transpose() * dym;
             }
@@ -528,6 +523,23 @@ private:
         (void)own;
         MatMap<T>(ym, filters_, NP).noalias() =
             ConstMatMap<T>(kernel_.value.data(), filters_, ckk) * ConstMatMap<T>(col, ckk, NP);
+    }
+
+    // The two backward products on kitnn's GEMM (chunks and strips), in its column-major
+    // terms; col and dcol are (CKK, S) row-major with row stride ld (S, or P when a 1x1
+    // layer reads x and writes dx in place), dym is (F, S) and dW (F, CKK) row-major.
+    //   dW^T (CKK, F) += col (CKK, S) * dym^T (S, F)
+    void own_add_dW(const T* col, Eigen::Index ld, const T* dym, Eigen::Index S, T* dW) const {
+        if constexpr (gemm::available<T>())
+            gemm::multiply<T>(g_.ckk(), filters_, S, col, ld, dym, S, dW, g_.ckk(), gemm::Ops{true, false, true});
+        (void)col, (void)ld, (void)dym, (void)S, (void)dW;
+    }
+    //   dcol^T (S, CKK) = dym^T (S, F) * Wm (F, CKK)
+    void own_dcol(const T* dym, Eigen::Index S, T* dcol, Eigen::Index ld) const {
+        if constexpr (gemm::available<T>())
+            gemm::multiply<T>(S, g_.ckk(), filters_, dym, S, kernel_.value.data(), g_.ckk(), dcol, ld,
+                              gemm::Ops{false, true, false});
+        (void)dym, (void)S, (void)dcol, (void)ld;
     }
 
     // ---- One image, not in strips (batch 1 of the 8x8 to 32x32 layers) ----
@@ -849,10 +861,7 @@ private:
                 const T* cin = direct ? x.data() + n * image + o0 * OW : col.data();  // (CKK, S)
                 const Eigen::Index ld = direct ? P : S;                              // its row stride
                 if (gemm::available<T>() && ckk >= kOwnGemmMinTaps) {
-                    // dW^T (CKK, F) += col (CKK, S, row-major) * dym^T (S, F), column-major terms
-                    if constexpr (gemm::available<T>())
-                        gemm::multiply<T>(ckk, filters_, S, cin, ld, dym.data(), S, w.dW.data(), ckk,
-                                          gemm::Ops{true, false, true});
+                    own_add_dW(cin, ld, dym.data(), S, w.dW.data());
                 } else if (direct) {
                     w.dW.noalias() += dym * ConstStridedMap(cin, ckk, S, Stride(P, 1)).transpose();
                 } else {
@@ -862,10 +871,8 @@ private:
                 if (!dx) return;
                 // dcol (CKK, S) = Wm^T dym, over the dead col; for 1x1 it is dx itself.
                 T* dcol = direct ? dx->data() + n * image + o0 * OW : col.data();
-                if constexpr (gemm::available<T>()) {
-                    // dcol^T (S, CKK) = dym^T (S, F) * Wm (F, CKK, row-major), column-major terms
-                    gemm::multiply<T>(S, ckk, filters_, dym.data(), S, Wm.data(), ckk, dcol, ld,
-                                      gemm::Ops{false, true, false});
+                if (gemm::available<T>()) {
+                    own_dcol(dym.data(), S, dcol, ld);
                 } else if (direct) {
                     StridedMap(dcol, ckk, S, Stride(P, 1)).noalias() = Wm.transpose() * dym;
                 } else {

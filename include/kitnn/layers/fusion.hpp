@@ -37,6 +37,17 @@ namespace kitnn {
 template <class T>
 class Folding {
 public:
+    // One step of a model's or a branch's forward loop: layers[i] alone (training, folding
+    // off, or no pattern at i: into acts[i]), or the group a pattern folds at i. Returns
+    // how many layers ran; more than one means the pass folded.
+    size_t step(std::vector<std::unique_ptr<Layer<T>>>& layers, size_t i, const Tensor<T>& x,
+                std::vector<Tensor<T>>& acts, bool training, bool fuse) {
+        if (!training && fuse)
+            if (const size_t n = forward(layers, i, x, acts)) return n;
+        layers[i]->forward(x, acts[i], training);
+        return 1;
+    }
+
     // Runs layers[i], and the layers after it that a pattern above folds into it, as one
     // inference pass from x into acts[last of them]. Returns how many layers it ran;
     // 0 when no pattern starts at i (the caller runs layers[i] alone).

@@ -74,15 +74,14 @@ public:
         folded_ = false;
         for (size_t i = 0; i < layers_.size();) {
             const Tensor<T>& in = i ? acts_[i - 1] : x;
-            size_t n = 0;  // layers run by this step: a convolution with its BatchNorm and ReLU folded in
+            size_t n = 1;  // layers run by this step: > 1 when a BatchNorm and ReLU were folded in
             try {
-                if (!training && fuse_) n = folding_.forward(layers_, i, in, acts_);
-                if (n == 0) layers_[i]->forward(in, acts_[i], training);
+                n = folding_.step(layers_, i, in, acts_, training, fuse_);
             } catch (const ShapeError& e) {
                 throw ShapeError(where(i, *layers_[i]) + strip_type(e.what(), *layers_[i]));
             }
-            folded_ |= n > 0;
-            i += n > 0 ? n : 1;
+            folded_ |= n > 1;
+            i += n;
         }
         return acts_.back();
     }
