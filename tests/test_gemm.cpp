@@ -1,7 +1,7 @@
 // kitnn's own float GEMM (core/gemm.hpp): against a double product on shapes that hit
 // every edge of its blocking, in every storage it takes, and Conv2D<float>'s paths that
 // use it (strips of large images, forward and backward; one image split across threads,
-// forward; chunks of ImageNet-sized kernels, forward and backward) against
+// forward and backward; chunks of ImageNet-sized kernels, forward and backward) against
 // Conv2D<double> with the same weights.
 #include "kitnn/core/gemm.hpp"
 #include "kitnn/core/parallel.hpp"
@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -77,6 +78,7 @@ namespace {
 // weights (cast), on the same input: they differ only in the float rounding.
 void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Activation act, Shape in,
                       Eigen::Index batch, bool strips) {
+    INFO(f << " filters " << k[0] << "x" << k[1] << " stride " << stride << " on " << in.str() << ", batch " << batch);
     Rng rng(3);
     Conv2D<float> cf(f, k, act, pad, stride);
     cf.build(in, rng);
@@ -109,7 +111,11 @@ void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Acti
     cf.kernel().grad.setZero();
     cd.kernel().grad.setZero();
     cf.backward(xf, yf, dyf, &dxf);
-    cd.backward(xd, yd, dyd, &dxd);
+    // The double layer's ReLU mask from the float output: where y is within float
+    // rounding of 0 the two masks could differ, and one such value moves the kernel
+    // gradient by a whole dy * x (seen with the random inputs of a reordered test).
+    const Tensor<double> yfd = yf.cast<double>();
+    cd.backward(xd, yfd, dyd, &dxd);
     const auto compare = [](const auto& got, const auto& want, const char* what) {
         double w = 0, sc = 0;
         for (Eigen::Index i = 0; i < want.size(); ++i) {
@@ -153,12 +159,45 @@ TEST_CASE("Conv2D<float> strips, one-image and large-kernel chunk paths (kitnn's
         // The chunk path (outputs of at most 32x32, several images) with kernels of
         // ImageNet size (>= 2^16 weights: own_chunk_gemm): a 1x1 reading x image by image
         // (Inception-v4's 17x17), 3x3 "same" in the wide layout, 1x7 in rows, stride 2 in
-        // rows; batch 1 in backward too, where a lone chunk keeps Eigen's threads.
+        // rows. At batch 1 their backward splits the image across the threads
+        // (backward_one_image), also with one channel per thread (4 channels, 3 threads).
         for (Eigen::Index n : {1, 3}) {
             check_float_conv(200, {1, 1}, V, 1, R, Shape::image(384, 17, 17), n, false);
             check_float_conv(130, {3, 3}, S, 1, R, Shape::image(64, 12, 12), n, false);
             check_float_conv(96, {1, 7}, S, 1, L, Shape::image(100, 17, 17), n, false);
             check_float_conv(128, {3, 3}, V, 2, R, Shape::image(64, 21, 21), n, false);
+            check_float_conv(2000, {3, 3}, S, 1, L, Shape::image(4, 8, 8), n, false);
         }
     }
+}
+
+TEST_CASE("Conv2D: which layers split one image's backward across the threads", "[gemm][conv2d]") {
+    struct Restore {
+        int n = max_threads();
+        ~Restore() { set_threads(n); }
+    } restore;
+    const auto built = [](int f, std::array<int, 2> k, Padding pad, int stride, Shape in) {
+        Rng rng(1);
+        auto c = std::make_unique<Conv2D<float>>(f, k, Activation::relu, pad, stride);
+        c->build(in, rng);
+        return c;
+    };
+    // VGG-16's 14x14 and 28x28 layers, Inception-v4's 17x17 1x1, a stride-2 layer in rows.
+    const auto vgg14 = built(512, {3, 3}, Padding::same, 1, Shape::image(512, 14, 14));
+    const auto vgg28 = built(512, {3, 3}, Padding::same, 1, Shape::image(256, 28, 28));
+    const auto inc17 = built(384, {1, 1}, Padding::valid, 1, Shape::image(1024, 17, 17));
+    const auto red = built(384, {3, 3}, Padding::valid, 2, Shape::image(384, 35, 35));
+    // MNIST's largest kernels (best: 64 x 32 x 3 x 3) keep the chunk path and Eigen's rounding,
+    // and so do strips (VGG-16's 56x56 layers).
+    const auto mnist = built(64, {3, 3}, Padding::same, 1, Shape::image(32, 14, 14));
+    const auto vgg56 = built(256, {3, 3}, Padding::same, 1, Shape::image(256, 56, 56));
+    set_threads(1);
+    CHECK_FALSE(vgg14->splits_one_image_backward());
+    set_threads(2);
+    CHECK(vgg14->splits_one_image_backward() == gemm::available<float>());
+    CHECK(vgg28->splits_one_image_backward() == gemm::available<float>());
+    CHECK(inc17->splits_one_image_backward() == gemm::available<float>());
+    CHECK(red->splits_one_image_backward() == gemm::available<float>());
+    CHECK_FALSE(mnist->splits_one_image_backward());
+    CHECK_FALSE(vgg56->splits_one_image_backward());
 }

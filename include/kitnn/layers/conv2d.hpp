@@ -196,6 +196,10 @@ public:
     Im2col im2col_layout() const { return g_.wide ? Im2col::wide : Im2col::rows; }
     // True when the layer works on strips of output rows (large images, see the header).
     bool strips() const { return strips_; }
+    // True when backward of one image splits it across the current threads, each step
+    // on its own channels or filters (backward_one_image: ImageNet-sized kernels outside
+    // strips, float with AVX-512).
+    bool splits_one_image_backward() const { return !strips_ && one_image_backward_threads() > 1; }
 
     int stride() const { return stride_; }
     int pad_top() const { return g_.pt; }
@@ -275,10 +279,13 @@ public:
 
     void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
-        const Eigen::Index N = dy.dimension(0), P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc();
+        const Eigen::Index N = dy.dimension(0), P = g_.oh * g_.ow, Pc = g_.columns();
         if (dx) ensure(*dx, N, this->in_);
         if (N == 0) return;
         if (strips_) return backward_strips(x, y, dy, dx);
+        if (N == 1)
+            if (const int threads = one_image_backward_threads(); threads > 1)
+                return backward_one_image(x, y, dy, dx, threads);
         const Plan plan = make_plan(N, /*backward=*/true);
         const GemmThreads gemm_threads(plan.chunk_macs);
         const bool own = own_chunk_gemm(plan);
@@ -288,26 +295,14 @@ public:
             work_[size_t(t)].dW.setZero();
             work_[size_t(t)].db.setZero();
         }
-        const Eigen::Index runs = wc == g_.ow ? 1 : g_.oh, len = wc == g_.ow ? P : g_.ow;
         parallel_for_threads(plan.chunks, plan.threads, [&](std::int64_t k, int t) {
             const Eigen::Index n0 = k * plan.chunk, cn = std::min(plan.chunk, N - n0), NP = cn * Pc;
             Workspace& w = work_[size_t(t)];
             MatMap<T> col(w.col.data(), ckk, NP), dym(w.ym.data(), filters_, NP);
-            // dym[f, i*Pc + oh*wc + ow] = dy[n0 + i, f, oh, ow] * act'(y[n0 + i, f, oh, ow]),
-            // and 0 in the wide layout's extra columns (ow >= OW): they then add nothing
-            // to dW or db, and their dcol is exactly 0.
+            // dym[f, i*Pc + oh*wc + ow] = dy[n0 + i, f, oh, ow] * act'(y[n0 + i, f, oh, ow])
             for (Eigen::Index i = 0; i < cn; ++i)
-                for (Eigen::Index f = 0; f < filters_; ++f)
-                    for (Eigen::Index r = 0; r < runs; ++r) {
-                        const Eigen::Index at = ((n0 + i) * filters_ + f) * P + r * g_.ow;
-                        const T *g = dy.data() + at, *o = y.data() + at;
-                        T* dst = dym.data() + f * NP + i * Pc + r * wc;
-                        if (act_ == Activation::relu)
-                            for (Eigen::Index p = 0; p < len; ++p) dst[p] = o[p] > T(0) ? g[p] : T(0);
-                        else
-                            std::copy(g, g + len, dst);
-                        if (wc != g_.ow) std::fill(dst + g_.ow, dst + wc, T(0));
-                    }
+                mask_dy(dy.data() + (n0 + i) * filters_ * P, y.data() + (n0 + i) * filters_ * P,
+                        dym.data() + i * Pc, NP, 0, filters_);
             const bool direct = cn == 1 && pointwise();  // 1x1: col is x_n, dcol is dx_n
             if (!direct && tap_products()) {
                 // Few filters: dW straight from the padded images, no col (im2col.hpp).
@@ -528,18 +523,41 @@ private:
     // The two backward products on kitnn's GEMM (chunks and strips), in its column-major
     // terms; col and dcol are (CKK, S) row-major with row stride ld (S, or P when a 1x1
     // layer reads x and writes dx in place), dym is (F, S) and dW (F, CKK) row-major.
-    //   dW^T (CKK, F) += col (CKK, S) * dym^T (S, F)
-    void own_add_dW(const T* col, Eigen::Index ld, const T* dym, Eigen::Index S, T* dW) const {
+    //   dW^T (CKK, F) += col (CKK, S) * dym^T (S, F)      filters [f0, f1) of it
+    void own_add_dW(const T* col, Eigen::Index ld, const T* dym, Eigen::Index S, T* dW, Eigen::Index f0 = 0,
+                    Eigen::Index f1 = -1) const {
+        if (f1 < 0) f1 = filters_;
         if constexpr (gemm::available<T>())
-            gemm::multiply<T>(g_.ckk(), filters_, S, col, ld, dym, S, dW, g_.ckk(), gemm::Ops{true, false, true});
+            gemm::multiply<T>(g_.ckk(), f1 - f0, S, col, ld, dym + f0 * S, S, dW + f0 * g_.ckk(), g_.ckk(),
+                              gemm::Ops{true, false, true});
         (void)col, (void)ld, (void)dym, (void)S, (void)dW;
     }
-    //   dcol^T (S, CKK) = dym^T (S, F) * Wm (F, CKK)
-    void own_dcol(const T* dym, Eigen::Index S, T* dcol, Eigen::Index ld) const {
+    //   dcol^T (S, CKK) = dym^T (S, F) * Wm (F, CKK)      rows [r0, r1) of dcol
+    void own_dcol(const T* dym, Eigen::Index S, T* dcol, Eigen::Index ld, Eigen::Index r0 = 0,
+                  Eigen::Index r1 = -1) const {
+        if (r1 < 0) r1 = g_.ckk();
         if constexpr (gemm::available<T>())
-            gemm::multiply<T>(S, g_.ckk(), filters_, dym, S, kernel_.value.data(), g_.ckk(), dcol, ld,
+            gemm::multiply<T>(S, r1 - r0, filters_, dym, S, kernel_.value.data() + r0, g_.ckk(), dcol + r0 * ld, ld,
                               gemm::Ops{false, true, false});
         (void)dym, (void)S, (void)dcol, (void)ld;
+    }
+    // Backward's first step for filters [f0, f1) of one image: dym[f, r*wc + ow] =
+    // dy_n[f, r, ow] * act'(y_n[f, r, ow]) (dym's rows ld apart), and 0 in the wide
+    // layout's extra columns (ow >= OW): they then add nothing to dW or db, and their
+    // dcol is exactly 0.
+    void mask_dy(const T* dyn, const T* yn, T* dym, Eigen::Index ld, Eigen::Index f0, Eigen::Index f1) const {
+        const Eigen::Index P = g_.oh * g_.ow, wc = g_.wc();
+        const Eigen::Index runs = wc == g_.ow ? 1 : g_.oh, len = wc == g_.ow ? P : g_.ow;
+        for (Eigen::Index f = f0; f < f1; ++f)
+            for (Eigen::Index r = 0; r < runs; ++r) {
+                const T *g = dyn + f * P + r * g_.ow, *o = yn + f * P + r * g_.ow;
+                T* dst = dym + f * ld + r * wc;
+                if (act_ == Activation::relu)
+                    for (Eigen::Index p = 0; p < len; ++p) dst[p] = o[p] > T(0) ? g[p] : T(0);
+                else
+                    std::copy(g, g + len, dst);
+                if (wc != g_.ow) std::fill(dst + g_.ow, dst + wc, T(0));
+            }
     }
 
     // ---- One image, not in strips (batch 1 of the 8x8 to 32x32 layers) ----
@@ -578,6 +596,57 @@ private:
                 for (Eigen::Index r = 0; r < runs; ++r)
                     ep.apply(direct ? y.data() + f * P : w.ym.data() + f * Pc + r * wc, y.data() + f * P + r * g_.ow,
                              len, f);
+        });
+    }
+
+    // ---- Backward of one image, not in strips (VGG-16's 28x28 and 14x14 layers at batch 1) ----
+    // A lone chunk ran its two products on Eigen's threaded GEMM, with the ReLU mask, the
+    // im2col and the col2im on one thread. Here every step is split across the threads,
+    // each product single-threaded on kitnn's GEMM:
+    //   dym (F, Pc)  = dy * act'(y)                         by filters
+    //   col (CKK, Pc) = im2col(x_n)                         by channels (1x1: x_n itself)
+    //   dW[f0:f1] += dym[f0:f1] col^T, db[f0:f1] += sums   by filters, into the gradients
+    //   dcol[c0:c1] = Wm[:, c0:c1]^T dym, col2im into dx_n  by channels (1x1: dx_n itself)
+    // dcol is written over col, which every thread's dW product reads: a join between.
+    // Only ImageNet-sized kernels (>= kBigKernel weights): MNIST keeps Eigen's rounding.
+    int one_image_backward_threads() const {
+        if (!gemm::available<T>() || std::int64_t(filters_) * g_.ckk() < kBigKernel || tap_products() ||
+            in_parallel())
+            return 1;
+        const std::int64_t macs = std::int64_t(filters_) * g_.ckk() * g_.columns();
+        return macs >= kMinParallelGemm ? threads_for(filters_, macs) : 1;
+    }
+    void backward_one_image(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx, int threads) {
+        const Eigen::Index Pc = g_.columns(), kk = Eigen::Index(kh_) * kw_;
+        make_plan(1, /*backward=*/true);  // sizes work_[0]: col (CKK, Pc), ym (F, Pc), xp
+        if (work_.size() < size_t(threads)) work_.resize(size_t(threads));
+        for (auto& w : work_)  // each thread's padded plane for col2im_channels
+            if (w.dxp.size() < g_.padded_size()) w.dxp.resize(g_.padded_size());
+        Workspace& w = work_[0];
+        const bool pw = pointwise();
+        // Filter blocks in multiples of 8 (the GEMM kernel's panels), the rest to the last.
+        const auto fedge = [&](std::int64_t j) { return j == threads ? filters_ : filters_ * j / threads / 8 * 8; };
+        const auto cedge = [&](std::int64_t j) { return g_.c * j / threads; };
+        for (int step = 0; step < 2; ++step)  // im2col_channels' two steps (see there)
+            parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
+                if (step == 0) mask_dy(dy.data(), y.data(), w.ym.data(), Pc, fedge(k), fedge(k + 1));
+                if (!pw) g_.im2col_channels(step, x.data(), w.col.data(), Pc, w.xp.data(), cedge(k), cedge(k + 1));
+            });
+        const T* col = pw ? x.data() : w.col.data();
+        parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
+            const Eigen::Index f0 = fedge(k), f1 = fedge(k + 1);
+            if (f1 <= f0) return;
+            own_add_dW(col, Pc, w.ym.data(), Pc, kernel_.grad.data(), f0, f1);
+            if (use_bias_)
+                for (Eigen::Index f = f0; f < f1; ++f)
+                    bias_.grad.data()[f] += ConstVecMap<T>(w.ym.data() + f * Pc, Pc).sum();
+        });
+        if (!dx) return;
+        T* dcol = pw ? dx->data() : w.col.data();
+        parallel_for_threads(threads, threads, [&](std::int64_t k, int) {
+            const Eigen::Index c0 = cedge(k), c1 = cedge(k + 1);
+            own_dcol(w.ym.data(), Pc, dcol, Pc, c0 * kk, c1 * kk);
+            if (!pw) g_.col2im_channels(dcol, Pc, dx->data(), work_[size_t(k)].dxp.data(), c0, c1);
         });
     }
 

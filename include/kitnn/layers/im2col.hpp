@@ -151,6 +151,18 @@ struct Im2colGeometry {
         if (wide) col2im_wide(dcol, ld, dxn, dxp);
         else col2im_rows(dcol, ld, dxn);
     }
+    // Channels [c0, c1) only, so that threads can share one image's gradient, each with
+    // its own channels: overwrites those planes of dx_n. Each channel is a 1-channel
+    // image with its own padded plane in dxp (one channel's padded_size() of this
+    // thread's scratch): the whole-image col2im_wide adds a wide tap row's last KW - 1
+    // values into the next channel's plane (zeros, from the discarded columns), which
+    // another thread may be writing.
+    template <class T>
+    void col2im_channels(const T* dcol, Eigen::Index ld, T* dxn, T* dxp, Eigen::Index c0, Eigen::Index c1) const {
+        Im2colGeometry one = *this;
+        one.c = 1;
+        for (Eigen::Index ch = c0; ch < c1; ++ch) one.col2im(dcol + ch * kh * kw * ld, ld, dxn + ch * h * w, dxp);
+    }
 
     // Strips (rows layout only): the columns of output rows [o0, o1) alone, column
     // (o - o0)*OW + ow. col2im_rows_add ADDS the strip's taps into dx_n (no zeroing):
