@@ -30,8 +30,8 @@
 // Workspaces are members, resized only when the batch size or thread count changes.
 // Two more paths, for the ImageNet-sized networks (never taken in MNIST training), are
 // described with their code below: strips of output rows for outputs over 32x32 pixels,
-// and one image split across the threads by channels and filters (forward, batch 1).
-// Their forward products, and the backward products of strips, run on kitnn's own GEMM
+// and one image split across the threads by channels and filters (batch 1; backward
+// for kernels of >= kBigKernel weights). Their products run on kitnn's own GEMM
 // (core/gemm.hpp) when built with AVX-512: up to a quarter faster than Eigen's on this
 // project's Zen 4 (docs/performance.md). The chunk path keeps Eigen's product for layers
 // below ImageNet size (own_chunk_gemm): MNIST training goes through it, and its models'
