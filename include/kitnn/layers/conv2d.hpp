@@ -907,13 +907,17 @@ private:
         if (dx) parallel_for(N, std::int64_t(N) * image, [&](std::int64_t n) {
             std::fill(dx->data() + n * image, dx->data() + (n + 1) * image, T(0));
         });
-        // Units of one parity: (n, s) with s = 2k + phase.
-        for (int phase = 0; phase < 2; ++phase) {
-            const Eigen::Index per = (plan.per_image - phase + 1) / 2;  // strips of this parity
+        // Units of one parity: (n, s) with s = 2k + phase. Without dx (a model's first
+        // layer) no two strips write the same values: all of them in one phase, as the
+        // forward pass runs them (VGG-16's first layer at one image has 6 strips, 3 per
+        // parity: two threads waited a third of each phase).
+        const int phases = dx ? 2 : 1;
+        for (int phase = 0; phase < phases; ++phase) {
+            const Eigen::Index per = (plan.per_image - phase + phases - 1) / phases;  // strips of this phase
             if (per == 0) continue;
             const int threads = int(std::min<Eigen::Index>(plan.threads, N * per));
             parallel_for_threads(N * per, threads, [&](std::int64_t u, int t) {
-                const Eigen::Index n = u / per, strip = 2 * (u % per) + phase;
+                const Eigen::Index n = u / per, strip = phases * (u % per) + phase;
                 const Eigen::Index o0 = plan.first_row(strip), o1 = plan.first_row(strip + 1), S = (o1 - o0) * OW;
                 Workspace& w = work_[size_t(t)];
                 MatMap<T> dym(w.ym.data(), filters_, S), col(w.col.data(), ckk, S);
