@@ -817,7 +817,8 @@ private:
     // Backward per unit: dym (F, S) = dy * act'(y); dW += dym col^T; db += rowsum(dym);
     // dcol = Wm^T dym over col; col2im ADDS it into dx_n. Neighbouring strips share the
     // kernel's halo rows of dx, so even strips run first (all in parallel), then odd
-    // ones: strips of at least ceil(KH/stride) rows keep strips s and s+2 apart.
+    // ones: strips of at least ceil(KH/stride) rows keep strips s and s+2 apart. Without
+    // dx (a model's first layer) all strips run at once.
     static constexpr Eigen::Index kStripPixels = 1024;    // > 32x32 outputs: MNIST never
     static constexpr Eigen::Index kStripCol = Eigen::Index(1) << 18;  // col elements (1 MB float)
     static constexpr Eigen::Index kStripMinCols = 256;
