@@ -216,13 +216,8 @@ public:
         if (N == 0) return;  // an empty batch: nothing to plan (and no chunk to divide by)
         if (winograd_forward(N, training)) return line_taps() > 0 ? forward_winograd_1d(x, y) : forward_winograd(x, y);
         if (strips_) return forward_strips(x, y);
-        if (N == 1) {  // one image: its channels and filters split across the threads
-            // ... when its product is one Eigen would thread too (GemmThreads): below that,
-            // lenet5's layers (134 K multiply-adds) ran 2x slower on two threads than on one.
-            const std::int64_t macs = std::int64_t(filters_) * g_.ckk() * Pc;
-            const int threads = macs >= kMinParallelGemm ? threads_for(filters_, macs) : 1;
-            if (threads > 1) return forward_one_image(x, y, threads);
-        }
+        if (N == 1)  // one image: its channels and filters split across the threads
+            if (const int threads = one_image_threads(); threads > 1) return forward_one_image(x, y, threads);
         const Plan plan = make_plan(N);
         const GemmThreads gemm_threads(plan.chunk_macs);
         const bool own = own_chunk_gemm(plan);
@@ -567,6 +562,13 @@ private:
     //   ym[f0:f1, :] = Wm[f0:f1, :] * col      (rows layout: straight into y)
     // with single-threaded GEMMs. (Inception-v4's 17x17 and 8x8 layers, where this
     // matters, are 1x1 and 1x7 convolutions with 192-1536 filters.)
+    // The threads one image's pass is split across: only when its product is one Eigen
+    // would thread too (GemmThreads); below that, lenet5's layers (134 K multiply-adds)
+    // ran 2x slower on two threads than on one.
+    int one_image_threads() const {
+        const std::int64_t macs = std::int64_t(filters_) * g_.ckk() * g_.columns();
+        return macs >= kMinParallelGemm ? threads_for(filters_, macs) : 1;
+    }
     void forward_one_image(const Tensor<T>& x, Tensor<T>& y, int threads) {
         const Eigen::Index P = g_.oh * g_.ow, Pc = g_.columns(), wc = g_.wc(), ckk = g_.ckk();
         make_plan(1);  // sizes work_[0]: col (CKK, Pc), ym (F, Pc), xp
@@ -613,8 +615,7 @@ private:
         if (!gemm::available<T>() || std::int64_t(filters_) * g_.ckk() < kBigKernel || tap_products() ||
             in_parallel())
             return 1;
-        const std::int64_t macs = std::int64_t(filters_) * g_.ckk() * g_.columns();
-        return macs >= kMinParallelGemm ? threads_for(filters_, macs) : 1;
+        return one_image_threads();
     }
     void backward_one_image(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx, int threads) {
         const Eigen::Index Pc = g_.columns(), kk = Eigen::Index(kh_) * kw_;
