@@ -110,6 +110,8 @@ void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Acti
     Tensor<double> dyd = dyf.cast<double>(), dxd;
     cf.kernel().grad.setZero();
     cd.kernel().grad.setZero();
+    cf.bias().grad.setZero();
+    cd.bias().grad.setZero();
     cf.backward(xf, yf, dyf, &dxf);
     // The double layer's ReLU mask from the float output: where y is within float
     // rounding of 0 the two masks could differ, and one such value moves the kernel
@@ -127,11 +129,18 @@ void check_float_conv(int f, std::array<int, 2> k, Padding pad, int stride, Acti
         CHECK(w <= 1e-5 * std::max(1.0, sc));
     };
     compare(cf.kernel().grad, cd.kernel().grad, "kernel gradient");
+    compare(cf.bias().grad, cd.bias().grad, "bias gradient");
     compare(dxf, dxd, "dx");
-    // As a model's first layer (no dx): strips then run all at once, not by parity.
-    cf.kernel().grad.setZero();
+    // As a model's first layer (no dx): strips then run all at once, not by parity, and
+    // strips of fewer than 64 taps take the long dot products block by block
+    // (core/long_dots.hpp), added onto what the gradients already hold.
+    cf.kernel().grad.setConstant(1.0f);
+    cf.bias().grad.setConstant(-1.0f);
     cf.backward(xf, yf, dyf, nullptr);
+    cf.kernel().grad = cf.kernel().grad - 1.0f;
+    cf.bias().grad = cf.bias().grad + 1.0f;
     compare(cf.kernel().grad, cd.kernel().grad, "kernel gradient without dx");
+    compare(cf.bias().grad, cd.bias().grad, "bias gradient without dx");
 }
 }  // namespace
 
@@ -154,6 +163,13 @@ TEST_CASE("Conv2D<float> strips, one-image and large-kernel chunk paths (kitnn's
             check_float_conv(64, {3, 3}, S, 1, R, Shape::image(3, 48, 48), n, true);
             check_float_conv(13, {1, 1}, V, 1, L, Shape::image(300, 34, 34), n, true);
             check_float_conv(24, {3, 3}, V, 2, R, Shape::image(8, 75, 75), n, true);
+            // Few taps (< 64) without dx on the long dot products, their tiles' edges:
+            // Inception-v4's first layer at stride 2 (37x37 out, 1,369 pixels: not a
+            // multiple of 16); 25 taps (not a multiple of 9) and 7 filters (not of 3),
+            // linear, 46x41 out; a 1x1 with 20 channels reading x in place.
+            check_float_conv(32, {3, 3}, V, 2, R, Shape::image(3, 75, 75), n, true);
+            check_float_conv(7, {5, 5}, V, 1, L, Shape::image(1, 50, 45), n, true);
+            check_float_conv(5, {1, 1}, V, 1, R, Shape::image(20, 40, 40), n, true);
         }
         // One image split across threads (17x17 and 8x8 layers, >= 2^21 multiply-adds):
         // 1x1 reading x, 1x7 in the wide layout, 3x3 with 600 taps (K past one slice).

@@ -62,6 +62,7 @@
 
 #include "kitnn/core/init.hpp"
 #include "kitnn/core/gemm.hpp"
+#include "kitnn/core/long_dots.hpp"
 #include "kitnn/core/parallel.hpp"
 #include "kitnn/layers/im2col.hpp"
 #include "kitnn/layers/layer.hpp"
@@ -363,6 +364,7 @@ private:
         Eigen::Matrix<T, Eigen::Dynamic, 1> db;   // (F) partial bias gradient
         Eigen::Matrix<T, Eigen::Dynamic, 1> xp;   // (C, Hp, Wp) + slack: padded image (wide)
         Eigen::Matrix<T, Eigen::Dynamic, 1> dxp;  // (C, Hp, Wp) + slack: its gradient (wide)
+        gemm::LongDots dots;                      // (F, CKK) sums of the few-taps kernel gradient
     };
     std::vector<Workspace> work_;
 
@@ -906,6 +908,9 @@ private:
             work_[size_t(t)].db.setZero();
         }
         const bool direct = pointwise();
+        const bool blocks = few_taps_blocks(dx != nullptr);
+        if (blocks)
+            for (int t = 0; t < plan.threads; ++t) work_[size_t(t)].dots.reset(filters_, ckk);
         if (dx) parallel_for(N, std::int64_t(N) * image, [&](std::int64_t n) {
             std::fill(dx->data() + n * image, dx->data() + (n + 1) * image, T(0));
         });
@@ -922,6 +927,7 @@ private:
                 const Eigen::Index n = u / per, strip = phases * (u % per) + phase;
                 const Eigen::Index o0 = plan.first_row(strip), o1 = plan.first_row(strip + 1), S = (o1 - o0) * OW;
                 Workspace& w = work_[size_t(t)];
+                if (blocks) return few_taps_dW(x.data() + n * image, y.data(), dy.data(), n, o0, o1, w);
                 MatMap<T> dym(w.ym.data(), filters_, S), col(w.col.data(), ckk, S);
                 for (Eigen::Index f = 0; f < filters_; ++f) {
                     const Eigen::Index at = (n * filters_ + f) * P + o0 * OW;
@@ -959,8 +965,63 @@ private:
         MatMap<T> dW(kernel_.grad.data(), filters_, ckk);
         VecMap<T> db(bias_.grad.data(), filters_);
         for (int t = 0; t < plan.threads; ++t) {
+            if constexpr (gemm::available<T>())
+                if (blocks) work_[size_t(t)].dots.add_into(work_[size_t(t)].dW.data(), ckk);
             dW += work_[size_t(t)].dW;
             db += work_[size_t(t)].db;
+        }
+    }
+
+    // The kernel gradient of a strip of few taps without dx (a model's first layer:
+    // VGG-16's 3 -> 64 on 224x224, 27 taps; Inception-v4's 3 -> 32 at stride 2), on
+    // kitnn's long dot products (core/long_dots.hpp) instead of one GEMM over the strip.
+    // Why: that GEMM is 64 x 27 over thousands of pixels, too thin to be limited by its
+    // multiply-adds; the strip's dym (F, S) and col (CKK, S) went through memory (2.1 and
+    // 0.9 MB for VGG-16's 37-row strips, past the 1 MB L2) and were read again by the
+    // product's packing. Here a block of kDotBlockPixels output pixels at a time: dym's
+    // block (ReLU mask) and col's (im2col) are written, then summed into w.dots while
+    // they are still in L2, so dy and y are read from memory once and nothing else is.
+    static constexpr Eigen::Index kDotBlockPixels = 1024;
+    bool few_taps_blocks(bool with_dx) const { return gemm::available<T>() && !with_dx && g_.ckk() < kOwnGemmMinTaps; }
+    //   dym block (F, Sb) = dy * act'(y) over output rows [r0, r1) of image n, Sb = (r1 - r0) * OW
+    //   col block (CKK, Sb) = im2col of the same rows (1x1: x's rows themselves, ld P)
+    //   w.dots += dym col^T;  w.db += rowsum(dym)
+    void few_taps_dW(const T* xn, const T* y, const T* dy, Eigen::Index n, Eigen::Index o0, Eigen::Index o1,
+                     Workspace& w) {
+        if constexpr (gemm::available<T>()) {
+            const Eigen::Index P = g_.oh * g_.ow, OW = g_.ow, ckk = g_.ckk();
+            const Eigen::Index R = std::max<Eigen::Index>(1, kDotBlockPixels / OW);  // rows per block
+            const bool direct = pointwise();
+            for (Eigen::Index r0 = o0; r0 < o1; r0 += R) {
+                const Eigen::Index r1 = std::min(o1, r0 + R), Sb = (r1 - r0) * OW;
+                MatMap<T> dym(w.ym.data(), filters_, Sb);
+                for (Eigen::Index f = 0; f < filters_; ++f) {
+                    const Eigen::Index at = (n * filters_ + f) * P + r0 * OW;
+                    const T *g = dy + at, *o = y + at;
+                    T* d = dym.data() + f * Sb;
+                    if (act_ == Activation::relu)
+                        for (Eigen::Index p = 0; p < Sb; ++p) d[p] = o[p] > T(0) ? g[p] : T(0);
+                    else
+                        std::copy(g, g + Sb, d);
+                }
+                if (!direct) g_.im2col_rows(xn, w.col.data(), Sb, r0, r1);
+                const T* col = direct ? xn + r0 * OW : w.col.data();
+                // The next block's dy and y come from memory while this one's products run.
+                gemm::LongDots::Prefetch next;
+                if (r1 < o1) {
+                    const Eigen::Index at = n * filters_ * P + r1 * OW;
+                    next.base[0] = dy + at;
+                    next.base[1] = y + at;
+                    next.arrays = act_ == Activation::relu ? 2 : 1;
+                    next.ld = P;
+                    next.rows = filters_;
+                    next.count = (std::min(o1, r1 + R) - r1) * OW;
+                }
+                w.dots.add(dym.data(), Sb, col, direct ? P : Sb, Sb, &next);
+                if (use_bias_) w.db += dym.rowwise().sum();
+            }
+        } else {
+            (void)xn, (void)y, (void)dy, (void)n, (void)o0, (void)o1, (void)w;
         }
     }
     using Stride = Eigen::Stride<Eigen::Dynamic, 1>;
