@@ -975,12 +975,15 @@ private:
     // The kernel gradient of a strip of few taps without dx (a model's first layer:
     // VGG-16's 3 -> 64 on 224x224, 27 taps; Inception-v4's 3 -> 32 at stride 2), on
     // kitnn's long dot products (core/long_dots.hpp) instead of one GEMM over the strip.
-    // Why: that GEMM is 64 x 27 over thousands of pixels, too thin to be limited by its
-    // multiply-adds; the strip's dym (F, S) and col (CKK, S) went through memory (2.1 and
-    // 0.9 MB for VGG-16's 37-row strips, past the 1 MB L2) and were read again by the
-    // product's packing. Here a block of kDotBlockPixels output pixels at a time: dym's
-    // block (ReLU mask) and col's (im2col) are written, then summed into w.dots while
-    // they are still in L2, so dy and y are read from memory once and nothing else is.
+    // Why: that GEMM (Eigen's) is 64 x 27 over thousands of pixels, too thin to be
+    // limited by its multiply-adds; the strip's dym (F, S) and col (CKK, S) went through
+    // memory (2.1 and 0.9 MB for VGG-16's 37-row strips, past the 1 MB L2) and were read
+    // again by the product's packing. Here a block of kDotBlockPixels output pixels at a
+    // time: dym's block (ReLU mask) and col's (im2col) are written, then summed into
+    // w.dots while they are still in cache and the next block's dy and y are prefetched.
+    // VGG-16's first layer's backward: 1.53-1.93 -> 1.21-1.27 ms at one image, 13.4-14.0
+    // -> 12.1-12.2 ms at batch 8 (docs/performance.md); 512 or 2,048 pixels were no better.
+    // Reading dy and y (25.7 MB per image) is now most of its time.
     static constexpr Eigen::Index kDotBlockPixels = 1024;
     bool few_taps_blocks(bool with_dx) const { return gemm::available<T>() && !with_dx && g_.ckk() < kOwnGemmMinTaps; }
     //   dym block (F, Sb) = dy * act'(y) over output rows [r0, r1) of image n, Sb = (r1 - r0) * OW
