@@ -164,8 +164,8 @@ TEST_CASE("Conv2D<float> strips, one-image and large-kernel chunk paths (kitnn's
             check_float_conv(13, {1, 1}, V, 1, L, Shape::image(300, 34, 34), n, true);
             check_float_conv(24, {3, 3}, V, 2, R, Shape::image(8, 75, 75), n, true);
             // Few taps (< 64) without dx on the long dot products, their tiles' edges:
-            // Inception-v4's first layer at stride 2 (37x37 out, 1,369 pixels: not a
-            // multiple of 16); 25 taps (not a multiple of 9) and 7 filters (not of 3),
+            // Inception-v4's first layer, smaller (3 -> 32 at stride 2, 37x37 out, 1,369
+            // pixels: not a multiple of 16); 25 taps (not a multiple of 9) and 7 filters (not of 3),
             // linear, 46x41 out; a 1x1 with 20 channels reading x in place.
             check_float_conv(32, {3, 3}, V, 2, R, Shape::image(3, 75, 75), n, true);
             check_float_conv(7, {5, 5}, V, 1, L, Shape::image(1, 50, 45), n, true);

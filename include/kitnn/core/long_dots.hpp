@@ -82,7 +82,7 @@ public:
             }
         }
 #else
-        (void)A, (void)lda, (void)B, (void)ldb, (void)K;
+        (void)A, (void)lda, (void)B, (void)ldb, (void)K, (void)next;
 #endif
     }
 

@@ -992,7 +992,7 @@ private:
     void few_taps_dW(const T* xn, const T* y, const T* dy, Eigen::Index n, Eigen::Index o0, Eigen::Index o1,
                      Workspace& w) {
         if constexpr (gemm::available<T>()) {
-            const Eigen::Index P = g_.oh * g_.ow, OW = g_.ow, ckk = g_.ckk();
+            const Eigen::Index P = g_.oh * g_.ow, OW = g_.ow;
             const Eigen::Index R = std::max<Eigen::Index>(1, kDotBlockPixels / OW);  // rows per block
             const bool direct = pointwise();
             for (Eigen::Index r0 = o0; r0 < o1; r0 += R) {
