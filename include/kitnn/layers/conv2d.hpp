@@ -897,6 +897,20 @@ private:
         });
     }
 
+    // The strips' first backward step: dym (F, S) = dy_n * act'(y_n) over the S output
+    // pixels from row r0 of image n on (whole rows, consecutive in every filter's plane).
+    void mask_rows(const T* dy, const T* y, Eigen::Index n, Eigen::Index r0, Eigen::Index S, T* dym) const {
+        const Eigen::Index P = g_.oh * g_.ow;
+        for (Eigen::Index f = 0; f < filters_; ++f) {
+            const Eigen::Index at = (n * filters_ + f) * P + r0 * g_.ow;
+            const T *g = dy + at, *o = y + at;
+            T* d = dym + f * S;
+            if (act_ == Activation::relu)
+                for (Eigen::Index p = 0; p < S; ++p) d[p] = o[p] > T(0) ? g[p] : T(0);
+            else
+                std::copy(g, g + S, d);
+        }
+    }
     void backward_strips(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) {
         const Eigen::Index N = dy.dimension(0), P = g_.oh * g_.ow, OW = g_.ow, ckk = g_.ckk();
         const Eigen::Index image = g_.c * g_.h * g_.w;
@@ -929,15 +943,7 @@ private:
                 Workspace& w = work_[size_t(t)];
                 if (blocks) return few_taps_dW(x.data() + n * image, y.data(), dy.data(), n, o0, o1, w);
                 MatMap<T> dym(w.ym.data(), filters_, S), col(w.col.data(), ckk, S);
-                for (Eigen::Index f = 0; f < filters_; ++f) {
-                    const Eigen::Index at = (n * filters_ + f) * P + o0 * OW;
-                    const T *g = dy.data() + at, *o = y.data() + at;
-                    T* d = dym.data() + f * S;
-                    if (act_ == Activation::relu)
-                        for (Eigen::Index p = 0; p < S; ++p) d[p] = o[p] > T(0) ? g[p] : T(0);
-                    else
-                        std::copy(g, g + S, d);
-                }
+                mask_rows(dy.data(), y.data(), n, o0, S, dym.data());
                 if (!direct) g_.im2col_rows(x.data() + n * image, col.data(), S, o0, o1);
                 const T* cin = direct ? x.data() + n * image + o0 * OW : col.data();  // (CKK, S)
                 const Eigen::Index ld = direct ? P : S;                              // its row stride
@@ -998,15 +1004,7 @@ private:
             for (Eigen::Index r0 = o0; r0 < o1; r0 += R) {
                 const Eigen::Index r1 = std::min(o1, r0 + R), Sb = (r1 - r0) * OW;
                 MatMap<T> dym(w.ym.data(), filters_, Sb);
-                for (Eigen::Index f = 0; f < filters_; ++f) {
-                    const Eigen::Index at = (n * filters_ + f) * P + r0 * OW;
-                    const T *g = dy + at, *o = y + at;
-                    T* d = dym.data() + f * Sb;
-                    if (act_ == Activation::relu)
-                        for (Eigen::Index p = 0; p < Sb; ++p) d[p] = o[p] > T(0) ? g[p] : T(0);
-                    else
-                        std::copy(g, g + Sb, d);
-                }
+                mask_rows(dy, y, n, r0, Sb, dym.data());
                 if (!direct) g_.im2col_rows(xn, w.col.data(), Sb, r0, r1);
                 const T* col = direct ? xn + r0 * OW : w.col.data();
                 // The next block's dy and y come from memory while this one's products run.
